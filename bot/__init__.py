@@ -1,0 +1,1 @@
+"""A Discord assistant that streams OpenRouter answers into live-edited messages."""

@@ -1,0 +1,92 @@
+"""Settings read from the environment and a .env file, built once in main() and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
+DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot; the names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    discord_token: SecretStr | None = None
+    discord_api_base: str = DEFAULT_DISCORD_API_BASE
+    discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
+    dev_guild_id: int | None = None
+
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
+
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+
+    default_model: str = "openai/gpt-4o-mini"
+    system_prompt: str = (
+        "You are a helpful assistant in a Discord server. Answer concisely and use Discord "
+        "markdown."
+    )
+    max_output_tokens: int = Field(default=1024, ge=16, le=200_000)
+    max_input_chars: int = Field(default=8000, ge=1, le=1_000_000)
+    history_max_messages: int = Field(default=40, ge=2, le=10_000)
+    history_max_chars: int = Field(default=40_000, ge=1000, le=10_000_000)
+    history_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
+    queue_depth: int = Field(default=5, ge=0, le=100)
+    reply_mentions_author: bool = True
+
+    @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        """Base URLs are joined with paths, so a trailing slash would double up."""
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("discord_token", "openrouter_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty KEY= line in .env means the same as no line at all."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build the settings, turning any validation error into one ConfigError line."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_first_error_line(exc)) from None
+
+
+def _first_error_line(exc: ValidationError) -> str:
+    """One sentence naming the variable of the first error, never echoing its value."""
+    err = exc.errors(include_input=False, include_url=False)[0]
+    name = str(err["loc"][0]).upper() if err["loc"] else "a setting"
+    msg = str(err["msg"]).replace("Value error, ", "")
+    return f"Setting {name} is invalid: {msg}."
+
+
+def require(value: SecretStr | None, name: str) -> SecretStr:
+    """Return a secret that a command needs, or stop with one line saying how to set it."""
+    if value is None or not value.get_secret_value().strip():
+        raise ConfigError(f"{name} is not set: add it to .env or the environment.")
+    return value

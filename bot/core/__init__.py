@@ -1,0 +1,1 @@
+"""The Discord-free core: SSE decoding, the Responses client, the Redis store, the renderer."""

@@ -1,0 +1,90 @@
+"""Typed events of one streamed model answer, and the history items a conversation is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.core.errors import LLMError
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Visible answer text that arrived."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """Reasoning text; never shown as part of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A web source the answer cites."""
+
+    url: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts (and OpenRouter's cost, when sent) of a finished answer."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The answer finished normally."""
+
+    message_id: str | None = None
+    model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Incomplete:
+    """The answer stopped early: `reason` is e.g. "max_output_tokens" or "content_filter"."""
+
+    reason: str
+    message_id: str | None = None
+    model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The answer failed; text that arrived before stays valid."""
+
+    error: LLMError
+
+
+StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed
+FinalEvent = Completed | Incomplete | Failed
+
+Role = Literal["user", "assistant"]
+ItemStatus = Literal["completed", "incomplete"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One stored turn of a conversation.
+
+    User items carry the speaker's display name (shown to the model as a `[Name]: ` prefix);
+    assistant items carry the API's output message id and status, which the API requires when
+    the item is sent back. `ref` is the platform message id it came from, when there is one.
+    """
+
+    role: Role
+    text: str
+    speaker: str = ""
+    item_id: str = ""
+    status: ItemStatus = "completed"
+    ref: str = ""
