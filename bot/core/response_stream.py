@@ -1,0 +1,221 @@
+"""Turns decoded Responses API stream events into the bot's typed events.
+
+Pure and I/O-free: `ResponseStreamParser.on_event` takes one decoded SSE event and returns the
+typed events it stands for; `finish()` says how a stream that ended without a final event ends.
+Both vocabularies are accepted: the OpenAI-compatible names OpenRouter really sends
+(`response.output_text.delta`, `response.completed`) and the names in OpenRouter's docs example
+(`response.content_part.delta`, `response.done`). Unknown events and item types are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bot.core.errors import LLMError, LLMStreamError
+from bot.core.events import (
+    Citation,
+    Completed,
+    Failed,
+    FinalEvent,
+    Incomplete,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+from bot.core.sse import ServerSentEvent
+
+log = logging.getLogger(__name__)
+
+DONE_MARKER = "[DONE]"
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """The value if it is a JSON object, else an empty mapping."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: object) -> str:
+    """The value if it is a string, else an empty string."""
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: object) -> int:
+    """The value if it is an integer (not a bool), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse_usage(raw: object) -> Usage:
+    """Read token counts, reasoning tokens and OpenRouter's cost from a `usage` object."""
+    usage = _mapping(raw)
+    cost = usage.get("cost")
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        reasoning_tokens=_int(_mapping(usage.get("output_tokens_details")).get("reasoning_tokens")),
+        cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+    )
+
+
+def error_from_payload(payload: Mapping[str, Any]) -> LLMStreamError:
+    """An in-stream error: message and code read from the top level, then from `error`."""
+    nested = _mapping(payload.get("error"))
+    message = _text(payload.get("message")) or _text(nested.get("message"))
+    code = payload.get("code")
+    if code is None:
+        code = nested.get("code")
+    if not isinstance(code, str | int) or isinstance(code, bool):
+        code = None
+    return LLMStreamError(message or "the stream reported an error", code=code)
+
+
+def _delta_text(payload: Mapping[str, Any]) -> str:
+    """Text of a delta event: `delta` as a string, or inside `delta`/`part` as `text`."""
+    delta = payload.get("delta")
+    if isinstance(delta, str):
+        return delta
+    return _text(_mapping(delta).get("text")) or _text(_mapping(payload.get("part")).get("text"))
+
+
+class ResponseStreamParser:
+    """State of one streamed response: open output items, the message id, the model."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.message_id: str | None = None
+        self.model: str | None = None
+        self._open_items: set[str] = set()
+        self._done_items: set[str] = set()
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], list[StreamEvent]]] = {
+            "response.output_text.delta": self._on_text_delta,
+            "response.content_part.delta": self._on_text_delta,
+            "response.reasoning_text.delta": self._on_reasoning_delta,
+            "response.reasoning_summary_text.delta": self._on_reasoning_delta,
+            "response.output_text.annotation.added": self._on_annotation,
+            "response.output_item.added": self._on_item_added,
+            "response.output_item.done": self._on_item_done,
+            "response.created": self._on_response_info,
+            "response.in_progress": self._on_response_info,
+            "response.completed": self._on_completed,
+            "response.done": self._on_completed,
+            "response.incomplete": self._on_incomplete,
+            "response.failed": self._on_failed,
+            "error": self._on_error,
+        }
+
+    def on_event(self, sse: ServerSentEvent) -> list[StreamEvent]:
+        """The typed events one SSE event stands for (a final one sets `finished`)."""
+        if self.finished:
+            return []
+        if sse.data.strip() == DONE_MARKER:
+            return [self.finish()]
+        try:
+            payload = json.loads(sse.data)
+        except ValueError:
+            return [self.fail(LLMStreamError("the stream sent an event that is not JSON"))]
+        if not isinstance(payload, dict):
+            log.debug("ignoring non-object stream event")
+            return []
+        kind = _text(payload.get("type")) or sse.event or ""
+        handler = self._handlers.get(kind)
+        return handler(payload) if handler else []
+
+    def finish(self) -> FinalEvent:
+        """The final event of a stream that ended (EOF or [DONE]) without a final event."""
+        if self.finished:
+            raise RuntimeError("the stream already has its final event")
+        self.finished = True
+        if self._open_items and self._open_items <= self._done_items:
+            return Completed(message_id=self.message_id, model=self.model)
+        return Failed(LLMStreamError("the stream ended early, before the answer was complete"))
+
+    def fail(self, error: LLMError) -> Failed:
+        """End the stream with an error; it is the final event."""
+        self.finished = True
+        return Failed(error)
+
+    def _on_text_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """Visible answer text."""
+        text = _delta_text(payload)
+        return [TextDelta(text)] if text else []
+
+    def _on_reasoning_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """Reasoning text, never part of the answer."""
+        text = _delta_text(payload)
+        return [ReasoningDelta(text)] if text else []
+
+    def _on_annotation(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """A url_citation annotation becomes a Citation."""
+        annotation = _mapping(payload.get("annotation"))
+        url = _text(annotation.get("url"))
+        if annotation.get("type") != "url_citation" or not url:
+            return []
+        return [Citation(url=url, title=_text(annotation.get("title")))]
+
+    def _item_key(self, payload: Mapping[str, Any]) -> str:
+        """Identify an output item by its id, else by its output index."""
+        item = _mapping(payload.get("item"))
+        return _text(item.get("id")) or f"#{payload.get('output_index')}"
+
+    def _note_message(self, payload: Mapping[str, Any]) -> None:
+        """Remember the id of an assistant message item."""
+        item = _mapping(payload.get("item"))
+        if item.get("type") == "message" and _text(item.get("id")):
+            self.message_id = _text(item.get("id"))
+
+    def _on_item_added(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """An output item (message, reasoning, tool call, ...) began."""
+        self._open_items.add(self._item_key(payload))
+        self._note_message(payload)
+        return []
+
+    def _on_item_done(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """An output item finished."""
+        key = self._item_key(payload)
+        self._open_items.add(key)
+        self._done_items.add(key)
+        self._note_message(payload)
+        return []
+
+    def _on_response_info(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """Remember the model named by response.created / in_progress."""
+        self._read_response(payload)
+        return []
+
+    def _read_response(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The `response` object, after noting its model and assistant message id."""
+        response = _mapping(payload.get("response"))
+        self.model = _text(response.get("model")) or self.model
+        outputs = response.get("output")
+        for item in outputs if isinstance(outputs, list) else []:
+            item_map = _mapping(item)
+            if item_map.get("type") == "message" and _text(item_map.get("id")):
+                self.message_id = _text(item_map.get("id"))
+        return response
+
+    def _on_completed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """response.completed / response.done."""
+        response = self._read_response(payload)
+        self.finished = True
+        usage = parse_usage(response.get("usage"))
+        return [Completed(message_id=self.message_id, model=self.model, usage=usage)]
+
+    def _on_incomplete(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """response.incomplete, with the reason it stopped."""
+        response = self._read_response(payload)
+        self.finished = True
+        reason = _text(_mapping(response.get("incomplete_details")).get("reason")) or "unknown"
+        usage = parse_usage(response.get("usage"))
+        return [Incomplete(reason, message_id=self.message_id, model=self.model, usage=usage)]
+
+    def _on_failed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """response.failed, with response.error."""
+        response = self._read_response(payload)
+        return [self.fail(error_from_payload({"error": response.get("error")}))]
+
+    def _on_error(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """A flat or nested `error` event."""
+        return [self.fail(error_from_payload(payload))]
