@@ -656,3 +656,20 @@ def test_fake_server_scripts_load_from_json(tmp_path: Any) -> None:
     assert loaded[1].steps == [sse_stream(["a", "b"], style="openai")]
     assert isinstance(loaded[2], SseStream)
     assert loaded[2].steps == [b"data: [DONE]\n\n", HANG]
+
+
+async def test_connect_timeout_when_no_connection_is_free(server: FakeResponsesServer) -> None:
+    """Waiting longer than connect_timeout for a connection is a connect-phase timeout."""
+    partial = encode_events(answer_events(["busy"], end="none")[:-1])
+    server.push(SseStream([partial.removesuffix(b"data: [DONE]\n\n"), HANG]))
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as one_connection:
+        client = ResponsesClient(
+            one_connection, base_url=server.url, api_key=API_KEY, connect_timeout=0.2, max_retries=0
+        )
+        async with aclosing(client.stream(REQUEST)) as holder:
+            first = await anext(holder)
+            assert isinstance(first, TextDelta)
+            error = failure(await collect(client))
+    assert isinstance(error, errors.LLMTimeoutError)
+    assert (error.phase, error.seconds) == ("connect", 0.2)
