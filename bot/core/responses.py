@@ -212,7 +212,7 @@ class ResponsesClient:
                 async for event in events:
                     yield event
         finally:
-            response.close()
+            _free(response)
 
     async def _events(
         self,
@@ -336,6 +336,14 @@ class ResponsesClient:
         return aiohttp.ClientTimeout(
             total=None, connect=self._connect_timeout, sock_connect=self._connect_timeout
         )
+
+
+def _free(response: aiohttp.ClientResponse) -> None:
+    """Give the connection back when the body was read to its end, else close it."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
 
 
 def _is_event_stream(response: aiohttp.ClientResponse) -> bool:
