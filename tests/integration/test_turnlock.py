@@ -229,9 +229,9 @@ async def test_lock_expires_when_its_holder_dies(
 async def test_renewal_keeps_the_lock_past_its_ttl(
     redis_client: aioredis.Redis, other_client: aioredis.Redis
 ) -> None:
-    """While held, the lock outlives several TTLs: another client waiting 5 TTLs gives up."""
-    holder = fast_lock(redis_client, ttl_seconds=0.5, renew_every=0.1)
-    waiter = fast_lock(other_client, ttl_seconds=0.5, renew_every=0.1)
+    """While held, the lock outlives its TTL: another client waiting 2.5 TTLs gives up."""
+    holder = fast_lock(redis_client, ttl_seconds=1, renew_every=0.1)
+    waiter = fast_lock(other_client, ttl_seconds=1, renew_every=0.1)
     async with holder.hold(KEY):
         token = await redis_client.get(KEY.lock)
         with pytest.raises(TurnLockTimeout, match="g:123:c:456"):
