@@ -1,0 +1,260 @@
+"""Per-conversation history in Redis: atomic appends, whole-exchange trimming, TTL, versioned items.
+
+Each item is one JSON string in the list `<tag>:items`, oldest first. Besides the fields of
+`HistoryItem` it holds the schema version `v`, the text length in characters `n` (Lua counts
+bytes, so the limit on characters is read from here) and `start: 1` on the first item of every
+append, so that trimming drops whole exchanges and never splits one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Final, cast
+
+import redis.asyncio as aioredis
+
+from bot.core.events import HistoryItem, ItemStatus, Role
+from bot.core.keys import ConversationKey
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+_ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
+_STATUSES: Final[frozenset[str]] = frozenset({"completed", "incomplete"})
+
+# KEYS: the items list, then every other key whose TTL is refreshed.
+# ARGV: max items, max characters, TTL in ms, then the encoded items to append.
+# Returns how many old items were trimmed.
+_APPEND_LUA: Final = """
+local list_key = KEYS[1]
+local max_items = tonumber(ARGV[1])
+local max_chars = tonumber(ARGV[2])
+local ttl_ms = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  redis.call('RPUSH', list_key, ARGV[i])
+end
+local all = redis.call('LRANGE', list_key, 0, -1)
+local total = #all
+local first_new = total - (#ARGV - 3) + 1
+local sizes, starts, chars = {}, {}, 0
+for i = 1, total do
+  local ok, item = pcall(cjson.decode, all[i])
+  local size, start = 0, false
+  if ok and type(item) == 'table' then
+    if type(item.n) == 'number' then size = item.n end
+    start = item.start == 1 and item.role == 'user'
+  end
+  sizes[i], starts[i], chars = size, start, chars + size
+end
+local head = 1
+while head < first_new and (total - head + 1 > max_items or chars > max_chars) do
+  chars, head = chars - sizes[head], head + 1
+  while head < first_new and not starts[head] do
+    chars, head = chars - sizes[head], head + 1
+  end
+end
+if head > 1 then
+  redis.call('LTRIM', list_key, head - 1, -1)
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], ttl_ms)
+end
+return head - 1
+"""
+
+# KEYS: the items list, then every other key whose TTL is refreshed.
+# ARGV: TTL in ms, then optionally one encoded item that replaces the removed ones.
+# Removes the assistant items after the last user item; returns them, oldest first. The
+# replacement is pushed only when something was removed.
+_REPLACE_TAIL_LUA: Final = """
+local list_key = KEYS[1]
+local length = redis.call('LLEN', list_key)
+local removed = {}
+while #removed < length do
+  local raw = redis.call('LINDEX', list_key, -(#removed + 1))
+  local ok, item = pcall(cjson.decode, raw)
+  if not (ok and type(item) == 'table' and item.role == 'assistant') then
+    break
+  end
+  table.insert(removed, 1, raw)
+end
+if #removed == 0 then
+  return removed
+end
+if #removed == length then
+  redis.call('DEL', list_key)
+else
+  redis.call('LTRIM', list_key, 0, length - #removed - 1)
+end
+if ARGV[2] then
+  redis.call('RPUSH', list_key, ARGV[2])
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+end
+return removed
+"""
+
+
+class StoredItemError(ValueError):
+    """A stored history item is not valid JSON of a schema version this code reads."""
+
+
+def _valid_text(text: str) -> str:
+    """The text with lone surrogates replaced, so it encodes as UTF-8 for Redis and Lua."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def encode_item(item: HistoryItem, *, starts_turn: bool = False) -> str:
+    """The stored JSON form of one history item."""
+    text = _valid_text(item.text)
+    record: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "role": item.role,
+        "text": text,
+        "speaker": _valid_text(item.speaker),
+        "id": _valid_text(item.item_id),
+        "status": item.status,
+        "ref": _valid_text(item.ref),
+        "n": len(text),
+    }
+    if starts_turn:
+        record["start"] = 1
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _string_field(record: dict[str, Any], name: str) -> str:
+    """A string field of a stored record; missing means empty."""
+    value = record.get(name, "")
+    if not isinstance(value, str):
+        raise StoredItemError(f"field {name!r} is not a string")
+    return value
+
+
+def decode_item(raw: bytes | str) -> HistoryItem:
+    """The history item a stored JSON string holds; StoredItemError if it cannot be read."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise StoredItemError(f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise StoredItemError("not a JSON object")
+    if record.get("v") != SCHEMA_VERSION:
+        raise StoredItemError(f"unknown schema version {record.get('v')!r}")
+    role, status = record.get("role"), record.get("status", "completed")
+    if role not in _ROLES:
+        raise StoredItemError(f"unknown role {role!r}")
+    if status not in _STATUSES:
+        raise StoredItemError(f"unknown status {status!r}")
+    return HistoryItem(
+        role=cast(Role, role),
+        text=_string_field(record, "text"),
+        speaker=_string_field(record, "speaker"),
+        item_id=_string_field(record, "id"),
+        status=cast(ItemStatus, status),
+        ref=_string_field(record, "ref"),
+    )
+
+
+def turn_items(
+    user_items: Sequence[HistoryItem],
+    answer_text: str,
+    *,
+    status: ItemStatus,
+    message_id: str | None,
+    ref: str = "",
+) -> list[HistoryItem]:
+    """What one turn leaves in history: its user items, then the answer if any text came."""
+    items = list(user_items)
+    if answer_text:
+        items.append(
+            HistoryItem(
+                role="assistant",
+                text=answer_text,
+                item_id=message_id or "",
+                status=status,
+                ref=ref,
+            )
+        )
+    return items
+
+
+class HistoryStore:
+    """The stored history of every conversation, trimmed to limits and expiring when idle.
+
+    `companion_keys` names other per-conversation keys (`ConversationKey.sub(name)`) whose TTL
+    every write refreshes along with the items, so a conversation's keys expire together.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        max_items: int,
+        max_chars: int,
+        ttl_seconds: int,
+        companion_keys: Sequence[str] = ("settings",),
+    ) -> None:
+        if max_items < 1 or max_chars < 1 or ttl_seconds < 1:
+            raise ValueError("max_items, max_chars and ttl_seconds must all be at least 1.")
+        self._redis = redis
+        self.max_items = max_items
+        self.max_chars = max_chars
+        self.ttl_seconds = ttl_seconds
+        self._companion_keys = tuple(companion_keys)
+        self._append_script = redis.register_script(_APPEND_LUA)
+        self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)
+
+    def keys_of(self, key: ConversationKey) -> list[str]:
+        """Every Redis key of a conversation this store writes or keeps alive, items first."""
+        return [key.items, *(key.sub(name) for name in self._companion_keys)]
+
+    @property
+    def _ttl_ms(self) -> int:
+        """The TTL every write sets, in milliseconds."""
+        return self.ttl_seconds * 1000
+
+    async def load(self, key: ConversationKey) -> list[HistoryItem]:
+        """The conversation's items, oldest first, starting with a user item; bad items skipped."""
+        raw_items = await self._redis.lrange(key.items, 0, -1)  # type: ignore[misc]
+        items = self._decode_all(key, raw_items)
+        first_user = next((i for i, item in enumerate(items) if item.role == "user"), len(items))
+        return items[first_user:]
+
+    @staticmethod
+    def _decode_all(key: ConversationKey, raw_items: Sequence[bytes | str]) -> list[HistoryItem]:
+        """Decode stored items, logging and skipping each one that cannot be read."""
+        items = []
+        for position, raw in enumerate(raw_items):
+            try:
+                items.append(decode_item(raw))
+            except StoredItemError as error:
+                log.warning("Skipped history item %d of %s: %s", position, key, error)
+        return items
+
+    async def append(self, key: ConversationKey, items: Sequence[HistoryItem]) -> None:
+        """Append one turn's items atomically, trim old whole exchanges, refresh the TTL."""
+        if not items:
+            return
+        encoded = [encode_item(item, starts_turn=i == 0) for i, item in enumerate(items)]
+        args: list[int | str] = [self.max_items, self.max_chars, self._ttl_ms, *encoded]
+        await self._append_script(keys=self.keys_of(key), args=args)
+
+    async def clear(self, key: ConversationKey) -> None:
+        """Forget the conversation's history (other per-conversation keys stay)."""
+        await self._redis.delete(key.items)
+
+    async def replace_last_assistant(self, key: ConversationKey, item: HistoryItem) -> bool:
+        """Replace the assistant items after the last user item with `item`; False if none."""
+        if item.role != "assistant":
+            raise ValueError("Only an assistant item can replace the last answer.")
+        args: list[int | str] = [self._ttl_ms, encode_item(item)]
+        removed = await self._replace_tail_script(keys=self.keys_of(key), args=args)
+        return bool(removed)
+
+    async def pop_last_answer(self, key: ConversationKey) -> list[HistoryItem]:
+        """Remove and return the assistant items after the last user item (oldest first)."""
+        removed = await self._replace_tail_script(keys=self.keys_of(key), args=[self._ttl_ms])
+        return self._decode_all(key, removed)
