@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import aiohttp
 import discord
+import discord.http
 import pytest
 from discord import app_commands
 from discord.ext import commands
@@ -166,8 +168,11 @@ async def test_slash_command_syncs_defers_and_answers_through_the_webhook(
     record = await emulator.inject_interaction(
         "ask", {"prompt": "why"}, user="alice", channel_id=general
     )
-    first_id, second_id = await asyncio.wait_for(outcomes.get(), 10)  # type: ignore[misc]
+    outcome = await asyncio.wait_for(outcomes.get(), 10)
+    assert isinstance(outcome, tuple), outcome
+    first_id, second_id = outcome
     assert record.callback_type == 5
+    assert record.original_message_id is not None
     assert first_id == record.original_message_id, "first follow-up fills the thinking message"
     original = emulator.message(record.original_message_id)
     assert original.history == ["", "answer to why", "final answer to why"]
@@ -223,7 +228,9 @@ async def test_button_press_reaches_the_view_and_updates_the_message(
         """One button that rewrites its message."""
 
         @discord.ui.button(label="Go", custom_id="confirm:go")
-        async def go(self, interaction: discord.Interaction, button: discord.ui.Button[Confirm]):
+        async def go(
+            self, interaction: discord.Interaction, button: discord.ui.Button[Confirm]
+        ) -> None:
             """Edit the message the button is on."""
             await interaction.response.edit_message(content="pressed", view=None)
             pressed.set()
@@ -324,3 +331,67 @@ async def test_unknown_routes_are_loud_404s_with_discord_headers(
         for name in ("Limit", "Remaining", "Reset", "Reset-After", "Bucket"):
             assert f"X-RateLimit-{name}" in me.headers
     assert emulator.unknown_routes == [("GET", f"/api/v10/guilds/{emulator.guild_id}/bans")]
+
+
+async def test_files_typing_history_and_injected_attachments(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """Uploads arrive as attachments, typing is recorded, history reads back, pastes download."""
+    bot = await ready_bot(start_client, make_bot())
+    channel = bot.get_channel(emulator.channel("random").id)
+    assert isinstance(channel, discord.TextChannel)
+    async with channel.typing():
+        pass
+    upload = discord.File(io.BytesIO(b"long answer"), filename="answer.md")
+    sent = await channel.send("see file", file=upload)
+    assert [a.filename for a in sent.attachments] == ["answer.md"]
+    assert emulator.message(sent.id).attachments[0]["size"] == len(b"long answer")
+    assert [channel_id for _, channel_id in emulator.rest.typing] == [channel.id]
+    pasted = await emulator.inject_message(
+        channel.id, "alice", "", attachments=[("message.txt", b"a very long paste")]
+    )
+    history = [message async for message in channel.history(limit=10)]
+    assert [message.id for message in history] == [int(pasted["id"]), sent.id]
+    assert await history[0].attachments[0].read() == b"a very long paste"
+
+
+async def test_message_content_is_hidden_without_the_intent_unless_mentioned(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """Without message_content, guild messages arrive empty except those mentioning the bot."""
+    bot = make_bot(message_content=False)
+    received: asyncio.Queue[discord.Message] = asyncio.Queue()
+    bot.add_listener(received.put, "on_message")
+    await ready_bot(start_client, bot)
+    general = emulator.channel("general").id
+    await emulator.inject_message(general, "bob", "not for the bot")
+    await emulator.inject_message(general, "bob", f"{emulator.bot_user.mention} for the bot")
+    hidden = await asyncio.wait_for(received.get(), 10)
+    shown = await asyncio.wait_for(received.get(), 10)
+    assert hidden.content == ""
+    assert shown.content.endswith("for the bot")
+
+
+async def test_replies_to_deleted_messages_and_edits_without_allowed_mentions(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """A reply to a deleted message fails unless fail_if_not_exists=False; a bare edit pings."""
+    bot = await ready_bot(start_client, make_bot())
+    general = emulator.channel("general").id
+    channel = bot.get_channel(general)
+    assert isinstance(channel, discord.TextChannel)
+    target = await channel.send("soon gone")
+    await target.delete()
+    reference = discord.MessageReference(message_id=target.id, channel_id=general)
+    with pytest.raises(discord.HTTPException) as failed:
+        await channel.send("reply", reference=reference)
+    assert failed.value.code == 50035
+    lenient = discord.MessageReference(
+        message_id=target.id, channel_id=general, fail_if_not_exists=False
+    )
+    alice = emulator.user("alice")
+    sent = await channel.send(f"hi {alice.mention}", reference=lenient)
+    assert emulator.message(sent.id).mentions == []
+    route = discord.http.Route("PATCH", MESSAGE, channel_id=general, message_id=sent.id)
+    await bot.http.request(route, json={"content": f"hey {alice.mention}"})
+    assert emulator.message(sent.id).mentions == [alice], "no allowed_mentions: parsed again"

@@ -102,7 +102,9 @@ class Gateway:
     async def _receive(self, session: GatewaySession, payload: dict[str, Any]) -> None:
         """Answer one frame from the client."""
         session.received.append(payload)
-        op, data = payload.get("op"), payload.get("d")
+        op = payload.get("op")
+        raw = payload.get("d")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if op == 1:
             session.heartbeats += 1
             await session.send(11, None)

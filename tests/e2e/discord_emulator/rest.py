@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.e2e.discord_emulator import errors
 from tests.e2e.discord_emulator.interactions import Interactions
@@ -89,7 +89,7 @@ async def _read_multipart(request: web.Request) -> tuple[Any, list[dict[str, Any
     files: list[dict[str, Any]] = []
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, web.BodyPartReader):
+        if not isinstance(part, BodyPartReader):
             continue
         data = await part.read()
         if part.name == "payload_json":
