@@ -395,3 +395,26 @@ async def test_replies_to_deleted_messages_and_edits_without_allowed_mentions(
     route = discord.http.Route("PATCH", MESSAGE, channel_id=general, message_id=sent.id)
     await bot.http.request(route, json={"content": f"hey {alice.mention}"})
     assert emulator.message(sent.id).mentions == [alice], "no allowed_mentions: parsed again"
+
+
+async def test_reconnect_request_is_resumed_and_events_keep_flowing(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """After op 7 RECONNECT discord.py resumes the session; injected messages still arrive."""
+    bot = make_bot()
+    received: asyncio.Queue[discord.Message] = asyncio.Queue()
+    bot.add_listener(received.put, "on_message")
+    resumed = asyncio.Event()
+
+    async def on_resumed() -> None:
+        """Note that discord.py saw RESUMED."""
+        resumed.set()
+
+    bot.add_listener(on_resumed)
+    await ready_bot(start_client, bot)
+    await emulator.reconnect_clients()
+    await asyncio.wait_for(resumed.wait(), 10)
+    assert (emulator.gateway.identifies, emulator.gateway.resumes) == (1, 1)
+    await emulator.inject_message(emulator.channel("general").id, "alice", "still there?")
+    message = await asyncio.wait_for(received.get(), 10)
+    assert message.content == "still there?"

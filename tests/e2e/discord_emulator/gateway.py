@@ -80,6 +80,9 @@ class Gateway:
         self.sessions: list[GatewaySession] = []
         self.closed_codes: list[int] = []
         self.connections = 0
+        self.identifies = 0
+        self.resumes = 0
+        self.intents_by_session: dict[str, int | None] = {}
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Run one websocket connection until the client or the emulator closes it."""
@@ -123,8 +126,10 @@ class Gateway:
         if data.get("token") != self.options.token:
             await self._close(session, 4004, "Authentication failed.")
             return
+        self.identifies += 1
         session.intents = data.get("intents")
         session.identify_payload = data
+        self.intents_by_session[session.session_id] = session.intents
         if self.options.refused_intents(session.intents or 0):
             await self._close(session, 4014, "Disallowed intent(s).")
             return
@@ -151,11 +156,16 @@ class Gateway:
         }
 
     async def _resume(self, session: GatewaySession, data: dict[str, Any]) -> None:
-        """Accept a RESUME for a token we know (no missed events are replayed)."""
+        """Resume a known session with its intents (missed events are not replayed); else op 9."""
         if data.get("token") != self.options.token:
             await self._close(session, 4004, "Authentication failed.")
             return
-        session.session_id = data.get("session_id") or session.session_id
+        if data.get("session_id") not in self.intents_by_session:
+            await session.send(9, False)
+            return
+        self.resumes += 1
+        session.session_id = data["session_id"]
+        session.intents = self.intents_by_session[session.session_id]
         session.sequence = data.get("seq") or 0
         session.identified = True
         self.sessions.append(session)
