@@ -1,0 +1,54 @@
+"""Fixtures for end-to-end tests: the Discord emulator, and discord.py clients pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import discord
+import discord.gateway
+import discord.http
+import pytest
+import yarl
+
+from tests.e2e.discord_emulator import DEFAULT_TOKEN, DiscordEmulator
+
+ClientStarter = Callable[[discord.Client], Awaitable[asyncio.Task[None]]]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[DiscordEmulator]:
+    """A running emulator with the default world, stopped after the test."""
+    async with DiscordEmulator() as emu:
+        yield emu
+
+
+def point_discord_py_at(emu: DiscordEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send discord.py's REST and gateway traffic to the emulator (restored after the test)."""
+    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_base)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
+    )
+
+
+@pytest.fixture
+async def start_client(
+    emulator: DiscordEmulator, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ClientStarter]:
+    """Start discord.py clients against the emulator in this loop; close them all afterwards."""
+    point_discord_py_at(emulator, monkeypatch)
+    started: list[tuple[discord.Client, asyncio.Task[None]]] = []
+
+    async def start(client: discord.Client) -> asyncio.Task[None]:
+        task = asyncio.create_task(client.start(DEFAULT_TOKEN))
+        started.append((client, task))
+        return task
+
+    try:
+        yield start
+    finally:
+        for client, task in started:
+            await client.close()
+            with contextlib.suppress(discord.ClientException, discord.ConnectionClosed):
+                await task

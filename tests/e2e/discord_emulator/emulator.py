@@ -1,0 +1,351 @@
+"""DiscordEmulator: the aiohttp server, and the control surface tests drive it with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from tests.e2e.discord_emulator.gateway import MESSAGE_CONTENT_INTENT, Gateway, GatewayOptions
+from tests.e2e.discord_emulator.interactions import InteractionRecord, Interactions
+from tests.e2e.discord_emulator.messages import MessageStore
+from tests.e2e.discord_emulator.model import Channel, Clock, Message, User, iso
+from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter
+from tests.e2e.discord_emulator.rest import API_PREFIX, RestApi, RestCall
+from tests.e2e.discord_emulator.world import World
+
+DEFAULT_TOKEN = "emulated.bot.token"
+OPTION_TYPES_WITH_USERS = (6, 9)
+
+
+class DiscordEmulator:
+    """A local Discord (REST under /api/v10 and the gateway at /gateway) for one bot and guild."""
+
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        bot_name: str = "llm-bot",
+        message_content_enabled: bool = True,
+        members_enabled: bool = True,
+        enforce_rate_limits: bool = False,
+    ) -> None:
+        self.token = token
+        self.clock = Clock()
+        self.world = World.build(self.clock, bot_name)
+        self.condition = asyncio.Condition()
+        self.options = GatewayOptions(token, message_content_enabled, members_enabled)
+        self.gateway = Gateway(self.world, self.options, lambda: self.gateway_url, self._notify)
+        self.store = MessageStore(self.world, self._dispatch)
+        self.interactions = Interactions(self.world, self.store)
+        self.limiter = ChannelMessageLimiter(self.clock, enforce=enforce_rate_limits)
+        self.rest = RestApi(
+            world=self.world,
+            store=self.store,
+            interactions=self.interactions,
+            limiter=self.limiter,
+            token=token,
+            gateway_url=lambda: self.gateway_url,
+            on_change=self._notify,
+        )
+        self.attachment_files: dict[int, bytes] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DiscordEmulator:
+        """Start serving on 127.0.0.1 on a free port."""
+        app = web.Application()
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/attachments/{attachment_id}/{filename}", self._serve_attachment)
+        self.rest.register(app)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close every gateway connection and stop the server."""
+        await self.gateway.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:port."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """What discord.http.Route.BASE (DISCORD_API_BASE) must be set to."""
+        return self.base_url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        """What DiscordWebSocket.DEFAULT_GATEWAY (DISCORD_GATEWAY_URL) must be set to."""
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # --- settings tests flip --------------------------------------------------------------------
+
+    @property
+    def enforce_rate_limits(self) -> bool:
+        """Whether the per-channel 5-per-5-s message limit answers 429."""
+        return self.limiter.enforce
+
+    @enforce_rate_limits.setter
+    def enforce_rate_limits(self, value: bool) -> None:
+        self.limiter.enforce = value
+
+    def advance_clock(self, seconds: float) -> None:
+        """Let emulated time pass: acknowledgement deadlines, token expiry, rate-limit windows."""
+        self.clock.advance(seconds)
+
+    # --- what the world holds ---------------------------------------------------------------------
+
+    @property
+    def bot_user(self) -> User:
+        """The application's bot user."""
+        return self.world.bot
+
+    @property
+    def guild_id(self) -> int:
+        """The one guild's id."""
+        return self.world.guild_id
+
+    def user(self, name: str) -> User:
+        """A member by name: owner, alice, bob, mod (Manage Messages), admin (Manage Guild)."""
+        return self.world.users_by_name[name]
+
+    def channel(self, name: str) -> Channel:
+        """A text channel by name: general, random."""
+        return self.world.channels_by_name[name]
+
+    def bot_role_mention(self) -> str:
+        """The `<@&id>` mention of the bot's managed role."""
+        role = next(r for r in self.world.roles.values() if r.bot_id == self.world.bot.id)
+        return role.mention
+
+    # --- waiting without sleeping ------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        """Wake every waiter: something was requested or dispatched."""
+        async with self.condition:
+            self.condition.notify_all()
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109 -- a deadline per wait keeps e2e tests readable
+    ) -> None:
+        """Return once predicate() holds; re-checked after every REST call and gateway frame."""
+        async with asyncio.timeout(timeout), self.condition:
+            await self.condition.wait_for(predicate)
+
+    async def wait_for_ready(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once a client has identified and been sent the guild."""
+        await self.wait_until(lambda: self.gateway.ready, timeout)
+
+    async def wait_for_call(
+        self,
+        method: str,
+        route: str,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> RestCall:
+        """Wait for the count-th call to a route template and return it."""
+        await self.wait_until(lambda: len(self.calls(method, route)) >= count, timeout)
+        return self.calls(method, route)[count - 1]
+
+    # --- reading what the bot did ---------------------------------------------------------------
+
+    @property
+    def timeline(self) -> list[RestCall]:
+        """Every REST call in order, with emulator-clock times."""
+        return self.rest.timeline
+
+    @property
+    def unknown_routes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request to a route the emulator does not serve."""
+        return self.rest.unknown_routes
+
+    @property
+    def served_429(self) -> int:
+        """How many 429 answers the per-channel limiter gave."""
+        return self.limiter.served_429
+
+    def calls(self, method: str | None = None, route: str | None = None) -> list[RestCall]:
+        """Timeline entries filtered by method and route template (e.g. /channels/{channel_id})."""
+        return [
+            call
+            for call in self.rest.timeline
+            if (method is None or call.method == method) and (route is None or call.route == route)
+        ]
+
+    def messages_in(self, channel_id: int, *, include_deleted: bool = False) -> list[Message]:
+        """The messages of a channel or thread, oldest first."""
+        found = [
+            m
+            for m in self.world.messages.values()
+            if m.channel_id == channel_id and (include_deleted or not m.deleted)
+        ]
+        return sorted(found, key=lambda message: message.id)
+
+    def message(self, message_id: int) -> Message:
+        """One message with its final content and every revision (`.edits`)."""
+        return self.world.messages[message_id]
+
+    def bot_messages(self, channel_id: int) -> list[Message]:
+        """The bot's live messages in a channel, oldest first."""
+        return [m for m in self.messages_in(channel_id) if m.author.id == self.world.bot.id]
+
+    def interaction(self, interaction_id: int) -> InteractionRecord:
+        """An injected interaction and what the bot answered."""
+        return self.interactions.records[interaction_id]
+
+    # --- injecting what users do ------------------------------------------------------------
+
+    async def _dispatch(self, event: str, data: Any) -> None:
+        """Send a gateway event, hiding content from clients without the message content intent."""
+        for session in list(self.gateway.sessions):
+            if session.ws.closed:
+                continue
+            payload = data
+            if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+                payload = self._as_seen_by(data, session.intents or 0)
+            await session.dispatch(event, payload)
+        await self._notify()
+
+    def _as_seen_by(self, message: dict[str, Any], intents: int) -> dict[str, Any]:
+        """Without the message content intent, content is empty unless the bot is mentioned."""
+        if intents & MESSAGE_CONTENT_INTENT or message["author"]["id"] == str(self.world.bot.id):
+            return message
+        if any(user["id"] == str(self.world.bot.id) for user in message["mentions"]):
+            return message
+        return message | {"content": "", "embeds": [], "attachments": [], "components": []}
+
+    async def inject_message(
+        self,
+        channel_id: int,
+        author: User | str,
+        content: str,
+        *,
+        reply_to: int | None = None,
+        attachments: list[tuple[str, bytes]] | None = None,
+        mentions: list[User] | None = None,
+    ) -> dict[str, Any]:
+        """A user posts in a channel or thread: dispatches MESSAGE_CREATE, returns its payload."""
+        user = self.user(author) if isinstance(author, str) else author
+        channel = self.store.channel(channel_id)
+        body: dict[str, Any] = {"content": content}
+        if reply_to is not None:
+            body["message_reference"] = {"message_id": str(reply_to)}
+        message = await self.store.create(
+            channel.id,
+            body,
+            user,
+            files=[
+                {"filename": name, "size": len(data), "content_type": None}
+                for name, data in attachments or []
+            ],
+            allow_empty=True,
+        )
+        self._store_uploads(message, attachments or [])
+        message.mentions += [u for u in mentions or [] if u not in message.mentions]
+        return self.world.message_payload(message, gateway=True)
+
+    def _store_uploads(self, message: Message, uploads: list[tuple[str, bytes]]) -> None:
+        """Serve injected attachments from this emulator, so a bot can download them."""
+        for attachment, (_, data) in zip(message.attachments, uploads, strict=True):
+            self.attachment_files[int(attachment["id"])] = data
+            url = f"{self.base_url}/attachments/{attachment['id']}/{attachment['filename']}"
+            attachment["url"] = attachment["proxy_url"] = url
+
+    async def _serve_attachment(self, request: web.Request) -> web.Response:
+        """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
+        data = self.attachment_files.get(int(request.match_info["attachment_id"]))
+        if data is None:
+            raise web.HTTPNotFound
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def create_user_thread(self, parent_id: int, name: str, owner: User | str) -> Channel:
+        """A user starts a thread (without a starter message); dispatches THREAD_CREATE."""
+        user = self.user(owner) if isinstance(owner, str) else owner
+        return await self.store.create_thread(parent_id, {"name": name}, user, None)
+
+    async def inject_interaction(
+        self,
+        command_name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: User | str,
+        channel_id: int,
+    ) -> InteractionRecord:
+        """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2)."""
+        member = self.user(user) if isinstance(user, str) else user
+        command = self._synced_command(command_name)
+        data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        if options:
+            data["options"], resolved = self._options(command, options)
+            if resolved:
+                data["resolved"] = resolved
+        record = self.interactions.new_record(2, member, channel_id, data)
+        await self._dispatch("INTERACTION_CREATE", record.payload)
+        return record
+
+    def _synced_command(self, name: str) -> dict[str, Any]:
+        """A registered command by name (guild commands first); unsynced ones cannot be run."""
+        for scope in (self.world.guild_id, None):
+            for command in self.rest.commands.get(scope, []):
+                if command["name"] == name:
+                    return command
+        raise LookupError(f"/{name} was never synced to the emulator")
+
+    def _options(
+        self, command: dict[str, Any], values: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Typed option values as Discord sends them, with resolved users for user options."""
+        types = {option["name"]: option["type"] for option in command.get("options", [])}
+        options, users, members = [], {}, {}
+        for name, value in values.items():
+            kind = types.get(name, 3)
+            if isinstance(value, User):
+                users[str(value.id)] = value.payload()
+                members[str(value.id)] = self.world.members[value.id].payload(with_user=False)
+            sent = str(value.id) if isinstance(value, User) else value
+            options.append({"name": name, "type": kind, "value": sent})
+        resolved = {"users": users, "members": members} if users else {}
+        return options, resolved
+
+    async def inject_component(
+        self, message_id: int, custom_id: str, user: User | str, *, component_type: int = 2
+    ) -> InteractionRecord:
+        """A user presses a button on a message; dispatches INTERACTION_CREATE (type 3)."""
+        member = self.user(user) if isinstance(user, str) else user
+        message = self.world.messages[message_id]
+        data = {"custom_id": custom_id, "component_type": component_type}
+        record = self.interactions.new_record(3, member, message.channel_id, data)
+        record.payload["message"] = self.world.message_payload(message)
+        record.component_message_id = message.id
+        await self._dispatch("INTERACTION_CREATE", record.payload)
+        return record
+
+    async def reconnect_clients(self) -> None:
+        """Send op 7 RECONNECT to every client."""
+        await self.gateway.reconnect_all()
+
+
+__all__ = ["DiscordEmulator", "iso"]

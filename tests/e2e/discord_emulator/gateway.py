@@ -1,0 +1,222 @@
+"""The gateway websocket: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME, dispatch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.e2e.discord_emulator.world import World
+
+log = logging.getLogger(__name__)
+
+MESSAGE_CONTENT_INTENT = 1 << 15
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | MESSAGE_CONTENT_INTENT
+HEARTBEAT_INTERVAL_MS = 41_250
+
+
+@dataclass
+class GatewayOptions:
+    """What the emulated application is allowed, as set in the developer portal."""
+
+    token: str
+    message_content_enabled: bool = True
+    members_enabled: bool = True
+    presences_enabled: bool = False
+
+    def refused_intents(self, intents: int) -> int:
+        """The privileged intents asked for but not enabled for the application."""
+        enabled = 0
+        enabled |= MESSAGE_CONTENT_INTENT if self.message_content_enabled else 0
+        enabled |= (1 << 1) if self.members_enabled else 0
+        enabled |= (1 << 8) if self.presences_enabled else 0
+        return intents & PRIVILEGED_INTENTS & ~enabled
+
+
+@dataclass
+class GatewaySession:
+    """One client connection: its sequence number, session id and what it sent."""
+
+    ws: web.WebSocketResponse
+    session_id: str
+    sequence: int = 0
+    identified: bool = False
+    intents: int | None = None
+    identify_payload: dict[str, Any] | None = None
+    heartbeats: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, op: int, data: Any, event: str | None = None) -> None:
+        """Send one gateway frame as plain JSON text (discord.py accepts text frames)."""
+        frame: dict[str, Any] = {"op": op, "d": data, "s": None, "t": event}
+        if op == 0:
+            self.sequence += 1
+            frame["s"] = self.sequence
+        await self.ws.send_str(json.dumps(frame))
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send a DISPATCH (op 0) event."""
+        await self.send(0, data, event)
+
+
+class Gateway:
+    """Serves gateway connections for one world and dispatches events to identified sessions."""
+
+    def __init__(
+        self,
+        world: World,
+        options: GatewayOptions,
+        resume_url: Callable[[], str],
+        on_change: Callable[[], Any],
+    ) -> None:
+        self.world = world
+        self.options = options
+        self.resume_url = resume_url
+        self.on_change = on_change
+        self.sessions: list[GatewaySession] = []
+        self.closed_codes: list[int] = []
+        self.connections = 0
+        self.identifies = 0
+        self.resumes = 0
+        self.intents_by_session: dict[str, int | None] = {}
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """Run one websocket connection until the client or the emulator closes it."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.connections += 1
+        session = GatewaySession(ws, session_id=f"session-{self.world.snowflakes.next()}")
+        await session.send(10, {"heartbeat_interval": HEARTBEAT_INTERVAL_MS})
+        try:
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                await self._receive(session, json.loads(frame.data))
+        finally:
+            if session in self.sessions:
+                self.sessions.remove(session)
+            await self._notify()
+        return ws
+
+    async def _receive(self, session: GatewaySession, payload: dict[str, Any]) -> None:
+        """Answer one frame from the client."""
+        session.received.append(payload)
+        op = payload.get("op")
+        raw = payload.get("d")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if op == 1:
+            session.heartbeats += 1
+            await session.send(11, None)
+        elif op == 2:
+            await self._identify(session, data)
+        elif op == 6:
+            await self._resume(session, data)
+        elif op == 8:
+            await self._request_members(session, data)
+        elif op not in (3, 4):
+            log.warning("DISCORD EMULATOR: gateway op %s not handled: %s", op, payload)
+        await self._notify()
+
+    async def _identify(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        """Check token and intents, then send READY and GUILD_CREATE."""
+        if data.get("token") != self.options.token:
+            await self._close(session, 4004, "Authentication failed.")
+            return
+        self.identifies += 1
+        session.intents = data.get("intents")
+        session.identify_payload = data
+        self.intents_by_session[session.session_id] = session.intents
+        if self.options.refused_intents(session.intents or 0):
+            await self._close(session, 4014, "Disallowed intent(s).")
+            return
+        await session.dispatch("READY", self._ready_payload(session))
+        session.identified = True
+        self.sessions.append(session)
+        await session.dispatch("GUILD_CREATE", self.world.guild_payload())
+
+    def _ready_payload(self, session: GatewaySession) -> dict[str, Any]:
+        """The READY event: our user, the session, the guild (unavailable until GUILD_CREATE)."""
+        return {
+            "v": 10,
+            "user": self.world.bot.payload() | {"verified": True, "mfa_enabled": False},
+            "guilds": [{"id": str(self.world.guild_id), "unavailable": True}],
+            "session_id": session.session_id,
+            "resume_gateway_url": self.resume_url(),
+            "application": {"id": str(self.world.application_id), "flags": self.application_flags},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "_trace": ["discord-emulator"],
+        }
+
+    async def _resume(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        """Resume a known session with its intents (missed events are not replayed); else op 9."""
+        if data.get("token") != self.options.token:
+            await self._close(session, 4004, "Authentication failed.")
+            return
+        if data.get("session_id") not in self.intents_by_session:
+            await session.send(9, False)
+            return
+        self.resumes += 1
+        session.session_id = data["session_id"]
+        session.intents = self.intents_by_session[session.session_id]
+        session.sequence = data.get("seq") or 0
+        session.identified = True
+        self.sessions.append(session)
+        await session.dispatch("RESUMED", {"_trace": ["discord-emulator"]})
+
+    async def _request_members(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        """Answer REQUEST_GUILD_MEMBERS with one chunk holding every member."""
+        members = [member.payload() for member in self.world.members.values()]
+        chunk = {
+            "guild_id": str(self.world.guild_id),
+            "members": members,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "nonce": data.get("nonce"),
+        }
+        await session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+
+    async def _close(self, session: GatewaySession, code: int, reason: str) -> None:
+        """Close the connection with a gateway close code."""
+        log.warning("DISCORD EMULATOR: closing gateway with %s (%s)", code, reason)
+        self.closed_codes.append(code)
+        await session.ws.close(code=code, message=reason.encode())
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send an event to every identified session."""
+        for session in list(self.sessions):
+            if not session.ws.closed:
+                await session.dispatch(event, data)
+
+    async def reconnect_all(self) -> None:
+        """Ask every client to reconnect (op 7), as Discord does before maintenance."""
+        for session in list(self.sessions):
+            await session.send(7, None)
+
+    async def close_all(self) -> None:
+        """Close every connection (used at shutdown)."""
+        for session in list(self.sessions):
+            await session.ws.close(code=1001, message=b"emulator shutting down")
+
+    async def _notify(self) -> None:
+        """Wake anyone waiting on a condition about the emulator."""
+        result = self.on_change()
+        if hasattr(result, "__await__"):
+            await result
+
+    @property
+    def application_flags(self) -> int:
+        """GATEWAY_MESSAGE_CONTENT_LIMITED when the message content intent is enabled."""
+        return (1 << 19) if self.options.message_content_enabled else 0
+
+    @property
+    def ready(self) -> bool:
+        """True once a client has identified and received the guild."""
+        return any(session.identified for session in self.sessions)
