@@ -1,0 +1,226 @@
+"""The process-wide pacer of chat API requests: per-bucket and global budgets, shared fairly.
+
+Discord allows about 5 message requests per 5 s per channel (its rate-limit "bucket") and 50
+requests per second per bot. One `EditPacer` per process hands out request slots: at most
+`per_bucket` per `window` seconds in any bucket, ordinary requests of a bucket at least
+`min_interval` apart (so network jitter cannot put six in one window), urgent ones (a reply's
+first message and final edit) without that spacing but never beyond a budget, and at most
+`global_per_second` over all buckets. Waiting requests are served oldest first across buckets
+and, inside a bucket, urgent ones first; every renderer asks again only after its request is
+done, so this order is a round-robin and no channel or reply starves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+_GLOBAL_WINDOW = 1.0
+
+
+@dataclass
+class _BucketHistory:
+    """When the recent slots of one bucket were granted."""
+
+    grants: deque[float] = field(default_factory=deque)
+    last: float = -math.inf
+
+
+class PacingBudget:
+    """Pure bookkeeping of granted slots: when may the next request of a bucket start?"""
+
+    def __init__(
+        self,
+        *,
+        per_bucket: int = 5,
+        window: float = 5.0,
+        min_interval: float = 1.05,
+        global_per_second: int = 40,
+    ) -> None:
+        if per_bucket < 1 or global_per_second < 1 or window <= 0 or min_interval < 0:
+            raise ValueError("budgets must be positive")
+        self.per_bucket = per_bucket
+        self.window = window
+        self.min_interval = min_interval
+        self.global_per_second = global_per_second
+        self._buckets: dict[str, _BucketHistory] = {}
+        self._global: deque[float] = deque()
+        self._records = 0
+
+    def ready_at(self, bucket: str, *, urgent: bool, now: float) -> float:
+        """The earliest time, not before `now`, at which a request of `bucket` may start."""
+        at = now
+        history = self._buckets.get(bucket)
+        if history is not None:
+            _expire(history.grants, now - self.window)
+            if len(history.grants) >= self.per_bucket:
+                at = max(at, history.grants[-self.per_bucket] + self.window)
+            if not urgent:
+                at = max(at, history.last + self.min_interval)
+        _expire(self._global, now - _GLOBAL_WINDOW)
+        if len(self._global) >= self.global_per_second:
+            at = max(at, self._global[-self.global_per_second] + _GLOBAL_WINDOW)
+        return at
+
+    def record(self, bucket: str, now: float) -> None:
+        """Note that a request of `bucket` starts at `now`."""
+        history = self._buckets.setdefault(bucket, _BucketHistory())
+        history.grants.append(now)
+        history.last = now
+        self._global.append(now)
+        self._records += 1
+        if self._records % 256 == 0:
+            self._forget_idle_buckets(now)
+
+    def _forget_idle_buckets(self, now: float) -> None:
+        """Drop buckets whose every grant is too old to matter, so memory stays bounded."""
+        horizon = now - max(self.window, self.min_interval)
+        idle = [name for name, history in self._buckets.items() if history.last <= horizon]
+        for name in idle:
+            del self._buckets[name]
+
+
+def _expire(grants: deque[float], horizon: float) -> None:
+    """Remove grants at or before `horizon` (they left the sliding window)."""
+    while grants and grants[0] <= horizon:
+        grants.popleft()
+
+
+class SlotRequest:
+    """One waiting request for a slot; await `wait()` to start the request when granted."""
+
+    def __init__(self, pacer: EditPacer, bucket: str, *, urgent: bool, order: int) -> None:
+        self.bucket = bucket
+        self.urgent = urgent
+        self.order = order
+        self._pacer = pacer
+        self._granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def granted(self) -> bool:
+        """Whether the slot was given."""
+        return self._granted.done() and not self._granted.cancelled()
+
+    def make_urgent(self) -> None:
+        """Let this request skip the minimum interval (it became a final edit while waiting)."""
+        if not self.urgent and not self._granted.done():
+            self.urgent = True
+            self._pacer._dispatch()
+
+    async def wait(self) -> None:
+        """Wait until the slot is granted; being cancelled withdraws the request."""
+        try:
+            await self._granted
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+    def cancel(self) -> None:
+        """Withdraw the request if it is still waiting."""
+        if not self._granted.done():
+            self._granted.cancel()
+            self._pacer._withdraw(self)
+
+    def _grant(self) -> None:
+        """Called by the pacer when the slot is given."""
+        self._granted.set_result(None)
+
+
+class EditPacer:
+    """Hands out request slots to every renderer of the process (create ONE per process)."""
+
+    def __init__(
+        self,
+        *,
+        per_bucket: int = 5,
+        window: float = 5.0,
+        min_interval: float = 1.05,
+        global_per_second: int = 40,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.budget = PacingBudget(
+            per_bucket=per_bucket,
+            window=window,
+            min_interval=min_interval,
+            global_per_second=global_per_second,
+        )
+        self._clock = clock
+        self._sleep = sleep
+        self._waiting: list[SlotRequest] = []
+        self._order = itertools.count()
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at = math.inf
+
+    def request(self, bucket: str, *, urgent: bool = False) -> SlotRequest:
+        """Queue a request for a slot in `bucket`; must be called inside the event loop."""
+        slot = SlotRequest(self, bucket, urgent=urgent, order=next(self._order))
+        self._waiting.append(slot)
+        self._dispatch()
+        return slot
+
+    async def acquire(self, bucket: str, *, urgent: bool = False) -> None:
+        """Wait for a slot in `bucket`."""
+        await self.request(bucket, urgent=urgent).wait()
+
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for a slot."""
+        return len(self._waiting)
+
+    def _heads(self) -> list[SlotRequest]:
+        """Each bucket's next request (oldest urgent, else oldest), oldest first."""
+        heads: dict[str, SlotRequest] = {}
+        for slot in self._waiting:
+            current = heads.get(slot.bucket)
+            if current is None or (slot.urgent and not current.urgent):
+                heads[slot.bucket] = slot
+        return sorted(heads.values(), key=lambda slot: slot.order)
+
+    def _ready_at(self, slot: SlotRequest, now: float) -> float:
+        """When `slot` could be granted."""
+        return self.budget.ready_at(slot.bucket, urgent=slot.urgent, now=now)
+
+    def _dispatch(self) -> None:
+        """Grant every slot that may start now, fairly, and arrange to come back for the rest."""
+        now = self._clock()
+        while True:
+            heads = self._heads()
+            ready = next((slot for slot in heads if self._ready_at(slot, now) <= now), None)
+            if ready is None:
+                break
+            self.budget.record(ready.bucket, now)
+            self._waiting.remove(ready)
+            ready._grant()
+        self._schedule(now)
+
+    def _withdraw(self, slot: SlotRequest) -> None:
+        """Forget a cancelled request; another of its bucket may now be next."""
+        if slot in self._waiting:
+            self._waiting.remove(slot)
+            self._dispatch()
+
+    def _schedule(self, now: float) -> None:
+        """Make sure a timer wakes the pacer when the earliest waiting request may start."""
+        if not self._waiting:
+            return
+        wake = min(self._ready_at(slot, now) for slot in self._heads())
+        if self._timer is not None and self._timer_at <= wake:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = asyncio.get_running_loop().create_task(self._wake_at(wake))
+
+    async def _wake_at(self, when: float) -> None:
+        """Sleep until `when`, then grant what became possible."""
+        await self._sleep(max(0.0, when - self._clock()))
+        self._timer, self._timer_at = None, math.inf
+        self._dispatch()

@@ -1,0 +1,483 @@
+"""The live reply renderer: a streamed answer shown in chat messages that grow as it arrives.
+
+`ReplyLayout` is the pure state machine: answer events in, the messages' contents out (where
+the text is cut into parts, streaming marker, temporary fence closers, notices). `ReplyRenderer`
+is its thin async driver: it asks the process-wide `EditPacer` for a slot, then sends or edits
+through a `MessageSink` with the newest content (latest wins), one request at a time, so the
+model's stream is never slowed by the chat service. The sink is implemented by the Discord
+layer (and by tests with a recorder); nothing here knows about Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.core.events import (
+    Citation,
+    Completed,
+    Failed,
+    FinalEvent,
+    Incomplete,
+    StreamEvent,
+    TextDelta,
+)
+from bot.core.pacing import EditPacer, Sleep, SlotRequest
+from bot.core.splitting import (
+    MAX_FENCE_OVERHEAD,
+    FenceState,
+    FenceTracker,
+    content_length,
+    find_cut,
+    leading_whitespace,
+    message_content,
+    rstrip_clusters,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 1990
+"""Characters per message: Discord allows 2,000; the margin is for safety."""
+MIN_LIMIT = 100
+MAX_SOURCES = 5
+_MAX_CLOSER = 11
+
+
+class MessageGone(Exception):  # noqa: N818  the name the rest of the project uses
+    """The sink's message (or its channel) no longer exists; rendering must stop."""
+
+
+class SinkError(Exception):
+    """A send or edit failed for another reason; the renderer logs it and carries on."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message the sink created: its id and the rate-limit bucket its edits belong to."""
+
+    id: str
+    bucket: str
+
+
+class MessageSink(Protocol):
+    """Where a reply is shown; implemented by the Discord layer and by test recorders."""
+
+    send_bucket: str
+    """Rate-limit bucket of sends, e.g. "channel:123" or "interaction:<token>"."""
+
+    async def send(self, content: str, *, first: bool) -> SentMessage:
+        """Post a message; `first` replies to the trigger, later parts are sent silently."""
+        ...
+
+    async def edit(self, message: SentMessage, content: str) -> None:
+        """Replace a message's content."""
+        ...
+
+    async def typing(self) -> None:
+        """Show that an answer is coming (or nothing, where the platform already shows it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """The next request the layout wants: an edit of `message`, or a send when it is None."""
+
+    message: SentMessage | None
+    urgent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A send (message is None) or an edit, with the content to show."""
+
+    index: int
+    content: str
+    message: SentMessage | None
+    first: bool
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    """What a finished (or stopped) rendering left behind."""
+
+    messages: list[SentMessage]
+    text: str
+    gone: bool = False
+    gave_up: bool = False
+    unused: list[SentMessage] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Part:
+    """One message of the reply: where its text starts in a fence, what it shows."""
+
+    start: FenceState
+    message: SentMessage | None = None
+    shown: str | None = None
+    final: str | None = None
+
+
+def notices_for(event: FinalEvent) -> list[str]:
+    """The one-line notices a final event adds below the answer."""
+    if isinstance(event, Failed):
+        return [f"-# ⚠️ {event.error.user_message}"]
+    if isinstance(event, Incomplete):
+        if event.reason == "max_output_tokens":
+            return ["-# ✂️ The answer was cut off: it reached the length limit."]
+        return [f"-# ⚠️ The answer stopped early ({event.reason})."]
+    return []
+
+
+def sources_line(citations: dict[str, str]) -> list[str]:
+    """A line listing the cited sources (links in <> so they show no preview), if any."""
+    if not citations:
+        return []
+    links = [f"<{url}>" for url in list(citations)[:MAX_SOURCES]]
+    return ["-# Sources: " + " · ".join(links)]
+
+
+class ReplyLayout:
+    """Pure state machine: the answer's text laid out into message parts, and what to show next.
+
+    Text is cut into parts as soon as it outgrows a message, independent of timing; a cut part
+    gets a final content (no marker, open fence closed) and is shown once more with it before
+    the next part is sent. `plan()` says which request is due, `take()` gives its content at the
+    moment the request starts, `applied()` records that the sink did it.
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        marker: str = " ▌",
+        existing: Sequence[SentMessage] = (),
+        show_sources: bool = True,
+    ) -> None:
+        if limit < MIN_LIMIT or len(marker) + MAX_FENCE_OVERHEAD > limit // 2:
+            raise ValueError(f"message limit {limit} is too small for marker {marker!r}")
+        self._limit = limit
+        self._marker = marker
+        self._existing = list(existing)
+        self._show_sources = show_sources
+        self._parts = [_Part(None, message=self._existing[0] if self._existing else None)]
+        self._tail = ""
+        self._tail_started = False
+        self._tracker = FenceTracker()
+        self._answer: list[str] = []
+        self._citations: dict[str, str] = {}
+        self._finished = False
+        self._cursor = 0
+        self._requests = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final event arrived."""
+        return self._finished
+
+    @property
+    def complete(self) -> bool:
+        """Whether the final event arrived and every part shows its final content."""
+        return self._finished and self._cursor >= len(self._parts)
+
+    @property
+    def text(self) -> str:
+        """The answer text as streamed, without notices."""
+        return "".join(self._answer)
+
+    @property
+    def started(self) -> bool:
+        """Whether any request was made."""
+        return self._requests > 0
+
+    def add_text(self, text: str) -> None:
+        """Take a piece of answer text."""
+        if self._finished or not text:
+            return
+        self._answer.append(text)
+        self._extend(text)
+
+    def add_citation(self, citation: Citation) -> None:
+        """Remember a cited source."""
+        self._citations.setdefault(citation.url, citation.title)
+
+    def finish(self, event: FinalEvent) -> None:
+        """Take the final event: close an open fence, add notices, fix the last part's content."""
+        if self._finished:
+            return
+        if self._tail_started and self._tracker.state is not None:
+            self._extend("\n" + self._tracker.state.closer)
+        notices = notices_for(event)
+        if not notices and not self.text.strip():
+            notices = ["-# The model returned an empty answer."]
+        if self._show_sources:
+            notices += sources_line(self._citations)
+        if notices:
+            self._extend("\n\n" + "\n".join(notices))
+        self._finished = True
+        content = self._current_content(final=True)
+        if content is None:
+            self._parts.pop()
+        else:
+            self._parts[-1].final = content
+        self._advance()
+
+    def plan(self) -> PlannedRequest | None:
+        """The request due now, or None while there is nothing new to show."""
+        if self._cursor >= len(self._parts):
+            return None
+        part = self._parts[self._cursor]
+        content = self._content_of(self._cursor)
+        if content is None or content == part.shown:
+            return None
+        last = self._finished and self._cursor == len(self._parts) - 1
+        return PlannedRequest(part.message, urgent=self._requests == 0 or last)
+
+    def take(self) -> Operation | None:
+        """The due request with the newest content, as it should start now."""
+        if self.plan() is None:
+            return None
+        part = self._parts[self._cursor]
+        content = self._content_of(self._cursor)
+        assert content is not None
+        final = part.final is not None
+        return Operation(self._cursor, content, part.message, self._cursor == 0, final)
+
+    def applied(self, operation: Operation, sent: SentMessage | None = None) -> None:
+        """Record that the sink did `operation` (`sent` is the new message of a send)."""
+        part = self._parts[operation.index]
+        if sent is not None:
+            part.message = sent
+        part.shown = operation.content
+        self._requests += 1
+        self._advance()
+
+    def messages(self) -> list[SentMessage]:
+        """The messages that show the reply, in order."""
+        return [part.message for part in self._parts if part.message is not None]
+
+    def unused(self) -> list[SentMessage]:
+        """Existing messages the reply did not need (a shorter regenerated answer)."""
+        return self._existing[len(self._parts) :] if self._finished else []
+
+    def _content_of(self, index: int) -> str | None:
+        """What part `index` should show now."""
+        part = self._parts[index]
+        if part.final is not None:
+            return part.final
+        return self._current_content(final=False)
+
+    def _current_content(self, *, final: bool) -> str | None:
+        """The last part's content from its text so far, or None while it is blank."""
+        body = rstrip_clusters(self._tail) if self._tail_started else ""
+        if not body:
+            return None
+        end = self._tracker.state
+        return message_content(body, self._parts[-1].start, end, "" if final else self._marker)
+
+    def _extend(self, text: str) -> None:
+        """Append displayed text to the last part, cutting parts off while it is too long."""
+        self._tail += text
+        if self._tail_started:
+            self._tracker.feed(text)
+        while True:
+            if not self._tail_started and not self._start_tail():
+                return
+            if not self._too_long():
+                return
+            self._cut()
+
+    def _start_tail(self) -> bool:
+        """Drop the whitespace a part starts with; False while nothing else arrived."""
+        start = self._parts[-1].start
+        skip = leading_whitespace(self._tail, in_fence=start is not None)
+        if skip is None:
+            return False
+        self._tail = self._tail[skip:]
+        self._tail_started = True
+        self._tracker = FenceTracker(start)
+        self._tracker.feed(self._tail)
+        return True
+
+    def _too_long(self) -> bool:
+        """Whether the last part's streaming content would exceed the limit."""
+        start = self._parts[-1].start
+        opener = len(start.opener) + 1 if start else 0
+        if opener + len(self._tail) + len(self._marker) + _MAX_CLOSER <= self._limit:
+            return False
+        body = rstrip_clusters(self._tail)
+        return content_length(body, start, self._tracker.state, self._marker) > self._limit
+
+    def _cut(self) -> None:
+        """End the last part at the best boundary and start the next one with the rest."""
+        part = self._parts[-1]
+        cut = find_cut(self._tail, part.start, self._limit - len(self._marker))
+        part.final = message_content(cut.body, part.start, cut.end)
+        index = len(self._parts)
+        existing = self._existing[index] if index < len(self._existing) else None
+        self._parts.append(_Part(cut.end, message=existing))
+        self._tail = self._tail[cut.rest :]
+        self._tail_started = False
+        self._advance()
+
+    def _advance(self) -> None:
+        """Move past the parts that already show their final content."""
+        while self._cursor < len(self._parts):
+            part = self._parts[self._cursor]
+            if part.final is None or part.shown != part.final:
+                return
+            self._cursor += 1
+
+
+class ReplyRenderer:
+    """Drives a `ReplyLayout` into a `MessageSink`, paced by the process-wide `EditPacer`.
+
+    `feed()` never blocks; `run()` sends and edits until the final event's text is fully shown,
+    the message is deleted (then `on_gone` is called, e.g. to cancel the generation), or the
+    sink failed `max_failures` times in a row.
+    """
+
+    def __init__(
+        self,
+        sink: MessageSink,
+        pacer: EditPacer,
+        *,
+        on_gone: Callable[[], None] | None = None,
+        marker: str = " ▌",
+        typing_every: float = 8.0,
+        limit: int = DEFAULT_LIMIT,
+        existing: Sequence[SentMessage] = (),
+        show_sources: bool = True,
+        max_failures: int = 3,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._sink = sink
+        self._pacer = pacer
+        self._on_gone = on_gone
+        self._typing_every = typing_every if not existing else 0.0
+        self._layout = ReplyLayout(
+            limit=limit, marker=marker, existing=existing, show_sources=show_sources
+        )
+        self._max_failures = max_failures
+        self._sleep = sleep
+        self._wake = asyncio.Event()
+        self._slot: SlotRequest | None = None
+        self._typing: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._gone = False
+        self._gave_up = False
+
+    def feed(self, event: StreamEvent) -> None:
+        """Take one event of the answer stream; synchronous and cheap."""
+        if self._stopped:
+            return
+        if isinstance(event, TextDelta):
+            self._layout.add_text(event.text)
+        elif isinstance(event, Citation):
+            self._layout.add_citation(event)
+        elif isinstance(event, Completed | Incomplete | Failed):
+            self._layout.finish(event)
+        else:
+            return
+        self._wake.set()
+        if self._slot is not None:
+            planned = self._layout.plan()
+            if planned is not None and planned.urgent:
+                self._slot.make_urgent()
+
+    async def run(self) -> RenderResult:
+        """Show the reply until it is complete or must stop; returns what was shown."""
+        if self._typing_every > 0:
+            self._typing = asyncio.create_task(self._keep_typing())
+        try:
+            await self._drive()
+        finally:
+            await self._stop_typing()
+        return RenderResult(
+            messages=self._layout.messages(),
+            text=self._layout.text,
+            gone=self._gone,
+            gave_up=self._gave_up,
+            unused=self._layout.unused(),
+        )
+
+    async def _drive(self) -> None:
+        """Make the due requests one at a time until the layout is complete."""
+        failures = 0
+        while not self._layout.complete:
+            planned = self._layout.plan()
+            if planned is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._acquire(planned)
+            operation = self._layout.take()
+            if operation is None:
+                continue
+            await self._stop_typing()
+            try:
+                await self._perform(operation)
+            except MessageGone:
+                self._stop(gone=True)
+                return
+            except SinkError as exc:
+                failures += 1
+                log.warning("reply request failed (%d in a row): %s", failures, exc)
+                if failures >= self._max_failures:
+                    self._stop(gone=False)
+                    return
+                continue
+            failures = 0
+
+    async def _acquire(self, planned: PlannedRequest) -> None:
+        """Wait for a pacer slot in the bucket of the planned request."""
+        bucket = planned.message.bucket if planned.message else self._sink.send_bucket
+        self._slot = self._pacer.request(bucket, urgent=planned.urgent)
+        try:
+            await self._slot.wait()
+        finally:
+            self._slot = None
+
+    async def _perform(self, operation: Operation) -> None:
+        """Apply one operation through the sink and record it."""
+        if operation.message is None:
+            sent = await self._sink.send(operation.content, first=operation.first)
+            self._layout.applied(operation, sent)
+        else:
+            await self._sink.edit(operation.message, operation.content)
+            self._layout.applied(operation)
+
+    def _stop(self, *, gone: bool) -> None:
+        """Stop for good: the message is gone (cancel the generation) or the sink keeps failing."""
+        self._stopped = True
+        if gone:
+            self._gone = True
+            log.info("reply message is gone; stopping the answer")
+            if self._on_gone is not None:
+                self._on_gone()
+        else:
+            self._gave_up = True
+            log.error("giving up on this reply after %d failed requests", self._max_failures)
+
+    async def _keep_typing(self) -> None:
+        """Show typing every `typing_every` seconds until the first message is sent."""
+        bucket = f"{self._sink.send_bucket}:typing"
+        while True:
+            await self._pacer.acquire(bucket, urgent=True)
+            try:
+                await self._sink.typing()
+            except (MessageGone, SinkError) as exc:
+                log.info("typing indicator failed: %s", exc)
+                return
+            await self._sleep(self._typing_every)
+
+    async def _stop_typing(self) -> None:
+        """End the typing loop, if it runs."""
+        task, self._typing = self._typing, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task})

@@ -1,0 +1,226 @@
+"""Pure text splitting for chat messages: grapheme-safe cuts at the best boundary, fence tracking.
+
+A long answer is shown as several messages. Each cut falls on the best boundary before the
+limit (paragraph, line, sentence, space, else any grapheme boundary) and never inside a
+grapheme cluster. A fenced code block open at a cut is closed at the end of one message and
+reopened, with its language tag, at the start of the next; `message_content` builds that text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import regex
+
+GRAPHEME = regex.compile(r"\X")
+FENCE_LINE = regex.compile(r"[ \t]*(`{3,10})([^`]*)")
+_PREPEND = regex.compile(r"\p{Grapheme_Cluster_Break=Prepend}")
+_JOINS_PREVIOUS = regex.compile(
+    r"[\p{Grapheme_Cluster_Break=Extend}\p{Grapheme_Cluster_Break=ZWJ}"
+    r"\p{Grapheme_Cluster_Break=SpacingMark}]"
+)
+_BREAKS_ALWAYS = regex.compile(
+    r"[\p{Grapheme_Cluster_Break=Control}\p{Grapheme_Cluster_Break=CR}"
+    r"\p{Grapheme_Cluster_Break=LF}]"
+)
+_NEWLINES = frozenset({"\n", "\r\n", "\r"})
+_SENTENCE_ENDS = frozenset(".!?…")
+_CLOSING_MARKS = frozenset(")]\"'”’»")
+MAX_LANGUAGE_TAG = 20
+MAX_FENCE_OVERHEAD = 3 * 10 + MAX_LANGUAGE_TAG + 2
+"""The most characters a reopened and closed fence can add to one message."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFence:
+    """A fenced code block that is open: the length of its backtick run and its language tag."""
+
+    ticks: int
+    language: str = ""
+
+    @property
+    def opener(self) -> str:
+        """The line that reopens this block in a new message."""
+        return "`" * self.ticks + self.language
+
+    @property
+    def closer(self) -> str:
+        """The line that closes this block."""
+        return "`" * self.ticks
+
+
+FenceState = OpenFence | None
+
+
+def next_fence_state(state: FenceState, line: str) -> FenceState:
+    """The fence state after one line (without its line break), CommonMark-style, backticks only."""
+    if "```" not in line:
+        return state
+    match = FENCE_LINE.fullmatch(line.rstrip("\r"))
+    if match is None:
+        return state
+    ticks, info = len(match.group(1)), match.group(2).strip()
+    if state is None:
+        words = info.split(maxsplit=1)
+        language = words[0] if words and len(words[0]) <= MAX_LANGUAGE_TAG else ""
+        return OpenFence(ticks, language)
+    if not info and ticks >= state.ticks:
+        return None
+    return state
+
+
+def fence_state_after(text: str, state: FenceState = None) -> FenceState:
+    """The fence state after `text`; an unfinished last line counts as a whole line."""
+    if "```" not in text:
+        return state
+    for line in text.split("\n"):
+        state = next_fence_state(state, line)
+    return state
+
+
+class FenceTracker:
+    """Follows the fence state of a growing text without rescanning what it has seen."""
+
+    def __init__(self, state: FenceState = None) -> None:
+        self._settled = state
+        self._partial = ""
+
+    def feed(self, text: str) -> None:
+        """Take the next piece of text."""
+        if "\n" not in text:
+            self._partial += text
+            return
+        lines = (self._partial + text).split("\n")
+        for line in lines[:-1]:
+            self._settled = next_fence_state(self._settled, line)
+        self._partial = lines[-1]
+
+    @property
+    def state(self) -> FenceState:
+        """The fence state if the text ended here."""
+        return next_fence_state(self._settled, self._partial)
+
+
+def message_content(body: str, start: FenceState, end: FenceState, marker: str = "") -> str:
+    """One message's text: reopened fence, the body, the closing fence if open, the marker."""
+    opener = start.opener + "\n" if start else ""
+    closer = "\n" + end.closer if end else ""
+    return opener + body + closer + marker
+
+
+def content_length(body: str, start: FenceState, end: FenceState, marker: str = "") -> int:
+    """len(message_content(...)) without building the string."""
+    opener = len(start.opener) + 1 if start else 0
+    closer = len(end.closer) + 1 if end else 0
+    return opener + len(body) + closer + len(marker)
+
+
+def rstrip_clusters(text: str) -> str:
+    """`text` without trailing whitespace, never splitting a grapheme cluster."""
+    kept = text.rstrip()
+    size = len(kept)
+    if 0 < size < len(text) and _PREPEND.match(kept[-1]) and not _BREAKS_ALWAYS.match(text[size]):
+        return text[: size + 1]
+    return kept
+
+
+def leading_whitespace(text: str, *, in_fence: bool) -> int | None:
+    """How many leading characters a message start drops, or None while only whitespace is known.
+
+    Outside a code block all whitespace is dropped; inside one only line breaks, so indentation
+    survives. A whitespace character that a combining mark attaches to is kept.
+    """
+    kept = text.lstrip("\r\n") if in_fence else text.lstrip()
+    if not kept:
+        return None
+    size = len(text) - len(kept)
+    if size and _JOINS_PREVIOUS.match(kept[0]) and not _BREAKS_ALWAYS.match(text[size - 1]):
+        size -= 1
+    return size
+
+
+class Boundary(IntEnum):
+    """Kinds of cut, best first; a cut of one kind also counts as every later kind."""
+
+    PARAGRAPH = 0
+    LINE = 1
+    SENTENCE = 2
+    SPACE = 3
+    GRAPHEME = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Where a part ends: its body, the fence state at its end, where the rest starts."""
+
+    body: str
+    end: FenceState
+    rest: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A grapheme boundary: offset, end of the text before it without whitespace, and its kind."""
+
+    offset: int
+    body_end: int
+    kind: Boundary
+
+
+def _candidates(window: str) -> list[_Candidate]:
+    """Every grapheme boundary in `window` with its kind, in order."""
+    found: list[_Candidate] = []
+    body_end, line_blank = 0, True
+    last, before_last = "", ""
+    for match in GRAPHEME.finditer(window):
+        cluster = match.group()
+        if cluster in _NEWLINES:
+            kind = Boundary.PARAGRAPH if line_blank else Boundary.LINE
+            line_blank = True
+        elif cluster.isspace():
+            ends_sentence = last[:1] in _SENTENCE_ENDS or (
+                last[:1] in _CLOSING_MARKS and before_last[:1] in _SENTENCE_ENDS
+            )
+            kind = Boundary.SENTENCE if ends_sentence else Boundary.SPACE
+        else:
+            kind, body_end, line_blank = Boundary.GRAPHEME, match.end(), False
+            last, before_last = cluster, last
+        if body_end:
+            found.append(_Candidate(match.end(), body_end, kind))
+    return found
+
+
+def _cut_at(tail: str, start: FenceState, limit: int, body_end: int, rest: int) -> Cut | None:
+    """The cut with body tail[:body_end] if its message fits in `limit`, else None."""
+    body = tail[:body_end]
+    end = fence_state_after(body, start)
+    if content_length(body, start, end) > limit:
+        return None
+    return Cut(body, end, rest)
+
+
+def find_cut(tail: str, start: FenceState, limit: int) -> Cut:
+    """Where to end a part whose text `tail` (starting at a grapheme boundary) is too long.
+
+    Takes the last boundary of the best kind that fits within `limit` and lies in the second
+    half of the room; falls back to worse kinds, then to any grapheme boundary, and only for a
+    single cluster longer than the room to a plain character cut.
+    """
+    room = limit - (len(start.opener) + 1 if start else 0)
+    candidates = [c for c in _candidates(tail[: room + 1]) if c.offset <= room]
+    for level in Boundary:
+        minimum = 1 if level is Boundary.GRAPHEME else room // 2
+        for candidate in reversed(candidates):
+            if candidate.kind > level:
+                continue
+            if candidate.offset < minimum:
+                break
+            cut = _cut_at(tail, start, limit, candidate.body_end, candidate.offset)
+            if cut is not None:
+                return cut
+    for size in range(min(room, len(tail)), 0, -1):
+        cut = _cut_at(tail, start, limit, size, size)
+        if cut is not None:
+            return cut
+    raise ValueError(f"a message limit of {limit} leaves no room for text")
