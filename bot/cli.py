@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from bot.config import ConfigError, load_settings
+import aiohttp
+import redis.asyncio as aioredis
+
+from bot.config import ConfigError, Settings, load_settings, require
+from bot.core.conversation import ConversationService, TurnRequest
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
+from bot.core.history import HistoryStore
+from bot.core.keys import ConversationKey
+from bot.core.responses import ResponsesClient
+from bot.core.turnlock import TurnLock
+
+
+class StartupError(Exception):
+    """A resource the command needs is missing; the message is one line for stderr."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +43,132 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        load_settings()
-    except ConfigError as exc:
+        settings = load_settings()
+        if args.command == "ask":
+            return asyncio.run(ask(settings, args.text, args.channel, args.model))
+        if args.command == "reset":
+            return asyncio.run(reset(settings, args.channel))
+        return run_discord(settings)
+    except (ConfigError, StartupError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.command is None:
-        print("The Discord front-end is not built yet; use `python -m bot ask`.", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_discord(settings: Settings) -> int:
+    """Run the Discord bot until it is stopped."""
+    from bot.frontend.app import run_bot  # discord.py loads only when the bot runs
+
+    require(settings.discord_token, "DISCORD_TOKEN")
+    require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("discord").setLevel(logging.WARNING)
+    return asyncio.run(run_bot(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The core services wired together for one process."""
+
+    service: ConversationService
+    store: HistoryStore
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client that answered PING, or a StartupError saying where it looked."""
+    url = settings.redis_url.get_secret_value()
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        try:
+            await client.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+        except (OSError, aioredis.RedisError):
+            parts = urlsplit(url)
+            where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+            raise StartupError(f"Could not connect to Redis at {where}: is it running?") from None
+        yield client
+    finally:
+        await client.aclose()
+
+
+def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
+    """The history store with the configured limits; a thread's owner and last answer expire
+    together with its history."""
+    return HistoryStore(
+        redis,
+        max_items=settings.history_max_messages,
+        max_chars=settings.history_max_chars,
+        ttl_seconds=settings.history_ttl_seconds,
+        companion_keys=("meta", "last-answer"),
+    )
+
+
+def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
+    """Wire the Responses client, history store and turn lock into a conversation service."""
+    api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
+    client = ResponsesClient(
+        session, base_url=settings.openrouter_base_url, api_key=api_key.get_secret_value()
+    )
+    store = make_store(settings, redis)
+    service = ConversationService(
+        client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
+    )
+    return Core(service=service, store=store)
+
+
+def _print_event(event: StreamEvent) -> None:
+    """Write visible text to stdout as it arrives."""
+    if isinstance(event, TextDelta):
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+
+
+async def ask(settings: Settings, text: str, channel: str, model: str | None) -> int:
+    """One turn in a terminal conversation; the answer streams to stdout, errors to stderr."""
+    if not text.strip():
+        raise StartupError("The question is empty.")
+    if len(text) > settings.max_input_chars:
+        raise StartupError(
+            f"The question is {len(text)} characters; the limit is {settings.max_input_chars}."
+        )
+    key = ConversationKey.terminal(channel)
+    require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
+    async with aiohttp.ClientSession() as session, open_redis(settings) as redis:
+        core = build_core(settings, session, redis)
+        turn = TurnRequest(
+            key=key,
+            new_items=[HistoryItem(role="user", text=text)],
+            user_key=f"terminal:{channel}",
+            model=model or settings.default_model,
+            instructions=settings.system_prompt,
+        )
+        result = await core.service.run_turn(turn, _print_event)
+    if result.text and not result.text.endswith("\n"):
+        sys.stdout.write("\n")
+    return _report_final(result.final)
+
+
+def _report_final(final: Completed | Incomplete | Failed) -> int:
+    """One line on stderr for anything but a normal end; the exit status."""
+    if isinstance(final, Failed):
+        print(final.error.user_message, file=sys.stderr)
         return 1
-    print(f"`{args.command}` is not built yet.", file=sys.stderr)
-    return 1
+    if isinstance(final, Incomplete):
+        if final.reason == "max_output_tokens":
+            print("The answer was cut off at MAX_OUTPUT_TOKENS.", file=sys.stderr)
+            return 0
+        print(f"The answer stopped early ({final.reason}).", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def reset(settings: Settings, channel: str) -> int:
+    """Forget a terminal conversation."""
+    key = ConversationKey.terminal(channel)
+    async with open_redis(settings) as redis:
+        await make_store(settings, redis).clear(key)
+    print(f"Forgot the conversation {channel!r}.", file=sys.stderr)
+    return 0

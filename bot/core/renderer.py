@@ -65,8 +65,9 @@ class SentMessage:
 class MessageSink(Protocol):
     """Where a reply is shown; implemented by the Discord layer and by test recorders."""
 
-    send_bucket: str
-    """Rate-limit bucket of sends, e.g. "channel:123" or "interaction:<token>"."""
+    @property
+    def send_bucket(self) -> str:
+        """Rate-limit bucket of sends, e.g. "channel:123" or "interaction:<token>"."""
 
     async def send(self, content: str, *, first: bool) -> SentMessage:
         """Post a message; `first` replies to the trigger, later parts are sent silently."""

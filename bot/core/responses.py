@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -194,7 +194,7 @@ class ResponsesClient:
             "stream": True,
         }
 
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
         """Send the request and yield typed events, ending with exactly one final event."""
         opened = await self._open_with_retries(request)
         if isinstance(opened, LLMError):

@@ -1,0 +1,202 @@
+"""One conversation turn end to end: lock, load history, stream the answer, store the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.core.errors import LLMError
+from bot.core.events import (
+    Completed,
+    Failed,
+    FinalEvent,
+    HistoryItem,
+    Incomplete,
+    StreamEvent,
+    TextDelta,
+)
+from bot.core.history import HistoryStore, turn_items
+from bot.core.keys import ConversationKey
+from bot.core.responses import ResponsesClient
+from bot.core.turnlock import TurnLock
+
+log = logging.getLogger(__name__)
+
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """What one turn needs: where, what was said, by whom, and how to answer."""
+
+    key: ConversationKey
+    new_items: Sequence[HistoryItem]
+    user_key: str
+    model: str
+    instructions: str
+    record: bool = True
+    regenerate: bool = False
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """How a turn ended: the visible text and the final event (Completed, Incomplete or Failed)."""
+
+    text: str
+    final: FinalEvent
+    stored: list[HistoryItem] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Literal["completed", "incomplete", "failed"]:
+        """A one-word summary of the final event."""
+        if isinstance(self.final, Completed):
+            return "completed"
+        if isinstance(self.final, Incomplete):
+            return "incomplete"
+        return "failed"
+
+    @property
+    def error(self) -> LLMError | None:
+        """The error of a failed turn, else None."""
+        return self.final.error if isinstance(self.final, Failed) else None
+
+
+class ConversationService:
+    """Runs turns of conversations one at a time each, against the Responses API and Redis."""
+
+    def __init__(
+        self,
+        client: ResponsesClient,
+        store: HistoryStore,
+        lock: TurnLock,
+        *,
+        max_output_tokens: int,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.lock = lock
+        self.max_output_tokens = max_output_tokens
+
+    async def run_turn(
+        self,
+        turn: TurnRequest,
+        on_event: Callable[[StreamEvent], None],
+        *,
+        stop: asyncio.Event | None = None,
+    ) -> TurnResult:
+        """Answer one turn, calling on_event for every event; `stop` ends it early, text kept."""
+        async with self.lock.hold(turn.key):
+            history = await self.store.load(turn.key)
+            if turn.regenerate:
+                history = _without_last_answer(history)
+            request = self.client.build_request(
+                [*history, *turn.new_items],
+                instructions=turn.instructions,
+                model=turn.model,
+                max_output_tokens=self.max_output_tokens,
+                user_key=turn.user_key,
+                conversation_key=str(turn.key),
+            )
+            collected = _Collected(on_event)
+            try:
+                await _stream_until_stopped(self.client, request, collected, stop)
+            finally:
+                result = collected.result()
+                if turn.record:
+                    result.stored = await _shielded(self._store(turn, result))
+            return result
+
+    async def _store(self, turn: TurnRequest, result: TurnResult) -> list[HistoryItem]:
+        """Keep the user's items and the answer so far; a failed answer is kept as incomplete."""
+        final = result.final
+        message_id = final.message_id if isinstance(final, Completed | Incomplete) else None
+        items = turn_items(
+            turn.new_items,
+            result.text,
+            status="completed" if isinstance(final, Completed) else "incomplete",
+            message_id=message_id,
+        )
+        if turn.regenerate:
+            answer = [i for i in items if i.role == "assistant"]
+            if answer and not await self.store.replace_last_assistant(turn.key, answer[0]):
+                await self.store.append(turn.key, answer)
+            return answer
+        await self.store.append(turn.key, items)
+        return items
+
+
+def _without_last_answer(history: list[HistoryItem]) -> list[HistoryItem]:
+    """The history up to the last user item: what the last answer answered."""
+    end = len(history)
+    while end and history[end - 1].role == "assistant":
+        end -= 1
+    return history[:end]
+
+
+class _Collected:
+    """Passes events on and remembers the text and the final event of one stream."""
+
+    def __init__(self, on_event: Callable[[StreamEvent], None]) -> None:
+        self.on_event = on_event
+        self.parts: list[str] = []
+        self.final: FinalEvent | None = None
+
+    def __call__(self, event: StreamEvent) -> None:
+        if self.final is not None:
+            return
+        if isinstance(event, TextDelta):
+            self.parts.append(event.text)
+        elif isinstance(event, Completed | Incomplete | Failed):
+            self.final = event
+        self.on_event(event)
+
+    def result(self) -> TurnResult:
+        """The outcome; a stream cut off without a final event counts as stopped."""
+        if self.final is None:
+            self(Incomplete(reason=STOPPED))
+        assert self.final is not None
+        return TurnResult(text="".join(self.parts), final=self.final)
+
+
+async def _stream_until_stopped(
+    client: ResponsesClient,
+    request: dict[str, Any],
+    collected: _Collected,
+    stop: asyncio.Event | None,
+) -> None:
+    """Feed the stream's events to `collected` until it ends or `stop` is set."""
+
+    async def consume() -> None:
+        async with contextlib.aclosing(client.stream(request)) as events:
+            async for event in events:
+                collected(event)
+
+    reader = asyncio.ensure_future(consume())
+    if stop is None:
+        await reader
+        return
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, stopper):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader  # re-raises what the reader failed with, if anything
+
+
+async def _shielded(coro: Coroutine[object, object, list[HistoryItem]]) -> list[HistoryItem]:
+    """Finish storing even if the turn's task is being cancelled (shutdown, stop)."""
+    task = asyncio.ensure_future(coro)
+    try:
+        result: list[HistoryItem] = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        result = await task
+        raise
+    return result

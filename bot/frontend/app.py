@@ -1,0 +1,66 @@
+"""Start-up of the Discord bot: open every resource in one `async with` chain and run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import aiohttp
+import discord
+import yarl
+
+from bot.config import Settings, require
+from bot.frontend.client import AssistantBot, Dependencies
+
+log = logging.getLogger(__name__)
+
+
+def point_at_discord(settings: Settings) -> None:
+    """Aim discord.py at DISCORD_API_BASE and DISCORD_GATEWAY_URL (it has no public setting)."""
+    discord.http.Route.BASE = settings.discord_api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url + "/")
+
+
+async def run_bot(settings: Settings) -> int:
+    """Run the bot until SIGTERM, SIGINT or a fatal gateway error; returns the exit status."""
+    from bot.cli import build_core, open_redis
+
+    token = require(settings.discord_token, "DISCORD_TOKEN").get_secret_value()
+    point_at_discord(settings)
+    async with (
+        aiohttp.ClientSession() as session,
+        open_redis(settings) as redis,
+    ):
+        core = build_core(settings, session, redis)
+        deps = Dependencies(settings=settings, redis=redis, session=session, core=core)
+        async with AssistantBot(deps) as bot:
+            _stop_on_signals(bot)
+            try:
+                await bot.start(token)
+            except discord.PrivilegedIntentsRequired:
+                print(
+                    "The Message Content intent is not enabled for this bot: turn it on at "
+                    "https://discord.com/developers/applications > your app > Bot > "
+                    "Privileged Gateway Intents.",
+                    file=sys.stderr,
+                )
+                return 1
+            except discord.LoginFailure:
+                print(
+                    "Discord refused DISCORD_TOKEN: copy a fresh token from the "
+                    "developer portal (Bot tab).",
+                    file=sys.stderr,
+                )
+                return 1
+    return 0
+
+
+def _stop_on_signals(bot: AssistantBot) -> None:
+    """SIGTERM and SIGINT close the bot cleanly (answers in flight keep what they have)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))

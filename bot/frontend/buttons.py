@@ -1,0 +1,157 @@
+"""Stop and Regenerate buttons. Their state lives in the custom_id (dynamic items), so they keep
+working after a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.core.keys import ConversationKey
+
+if TYPE_CHECKING:
+    from bot.frontend.client import AssistantBot
+
+log = logging.getLogger(__name__)
+
+LAST_ANSWER_TTL = 7 * 24 * 3600
+
+
+def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
+    """The asker, or anyone who may manage messages in this channel."""
+    return interaction.user.id == asker_id or interaction.permissions.manage_messages
+
+
+def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
+    """The conversation a button belongs to (its channel in the interaction's server)."""
+    if interaction.guild_id is None:
+        return None
+    return ConversationKey(str(interaction.guild_id), str(channel_id))
+
+
+class StopButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"llm:stop:(?P<channel>\d+):(?P<asker>\d+)",
+):
+    """Stops the answer streaming in the channel; the text so far stays."""
+
+    def __init__(self, channel_id: int, asker_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Stop",
+                style=discord.ButtonStyle.secondary,
+                emoji="⏹️",
+                custom_id=f"llm:stop:{channel_id}:{asker_id}",
+            )
+        )
+        self.channel_id = channel_id
+        self.asker_id = asker_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> StopButton:
+        """Rebuild the button from its custom_id."""
+        return cls(int(match["channel"]), int(match["asker"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Stop the answer, if the presser may."""
+        if not may_control(interaction, self.asker_id):
+            await interaction.response.send_message(
+                "Only the person who asked (or a moderator) can stop this answer.", ephemeral=True
+            )
+            return
+        bot: AssistantBot = interaction.client
+        key = _key_of(interaction, self.channel_id)
+        running = bot.turns.running(key) if key else None
+        if running is None:
+            await interaction.response.send_message(
+                "That answer has already finished.", ephemeral=True
+            )
+            return
+        running.stop.set()
+        await interaction.response.defer()
+
+
+class RegenerateButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"llm:regen:(?P<channel>\d+):(?P<asker>\d+)",
+):
+    """Asks the model again for the channel's last answer, replacing it."""
+
+    def __init__(self, channel_id: int, asker_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Regenerate",
+                style=discord.ButtonStyle.secondary,
+                emoji="🔄",
+                custom_id=f"llm:regen:{channel_id}:{asker_id}",
+            )
+        )
+        self.channel_id = channel_id
+        self.asker_id = asker_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> RegenerateButton:
+        """Rebuild the button from its custom_id."""
+        return cls(int(match["channel"]), int(match["asker"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Regenerate the last answer, if the presser may and it is still the last one."""
+        if not may_control(interaction, self.asker_id):
+            await interaction.response.send_message(
+                "Only the person who asked (or a moderator) can regenerate this answer.",
+                ephemeral=True,
+            )
+            return
+        bot: AssistantBot = interaction.client
+        key = _key_of(interaction, self.channel_id)
+        message = interaction.message
+        last = await last_answer(bot, key) if key else None
+        if key is None or message is None or last is None or str(message.id) not in last:
+            await interaction.response.send_message(
+                "Only the latest answer in this channel can be regenerated.", ephemeral=True
+            )
+            return
+        await interaction.response.defer()
+        if not bot.turns.submit(key, lambda: bot.turns.regenerate(key, self.asker_id, last)):
+            await interaction.followup.send(
+                "I'm busy in this channel; try again in a moment.", ephemeral=True
+            )
+
+
+def answer_view(key: ConversationKey, asker_id: int, *, streaming: bool) -> discord.ui.View:
+    """The buttons on an answer: Stop while it streams, Regenerate once it is done."""
+    view = discord.ui.View(timeout=None)
+    channel_id = int(key.channel)
+    if streaming:
+        view.add_item(StopButton(channel_id, asker_id))
+    else:
+        view.add_item(RegenerateButton(channel_id, asker_id))
+    return view
+
+
+async def remember_last_answer(
+    bot: AssistantBot, key: ConversationKey, message_ids: list[str]
+) -> None:
+    """Record which messages show the conversation's latest answer (for Regenerate)."""
+    await bot.deps.redis.set(key.sub("last-answer"), json.dumps(message_ids), ex=LAST_ANSWER_TTL)
+
+
+async def last_answer(bot: AssistantBot, key: ConversationKey) -> list[str] | None:
+    """The message ids of the conversation's latest answer, if known."""
+    raw = await bot.deps.redis.get(key.sub("last-answer"))
+    if raw is None:
+        return None
+    ids = json.loads(raw)
+    return [str(i) for i in ids] if isinstance(ids, list) else None
+
+
+async def setup(bot: AssistantBot) -> None:
+    """Register the buttons so presses are handled even after a restart."""
+    bot.add_dynamic_items(StopButton, RegenerateButton)

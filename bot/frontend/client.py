@@ -1,0 +1,138 @@
+"""The Discord client: a commands.Bot that receives its dependencies and loads one extension per
+front-end (shared assistant, slash commands, buttons)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+import discord
+import redis.asyncio as aioredis
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.core.models import ModelCatalog
+from bot.core.pacing import EditPacer
+from bot.core.prefs import Preferences
+from bot.frontend.turns import TurnRunner
+
+if TYPE_CHECKING:
+    from bot.cli import Core
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.slash", "bot.frontend.buttons")
+SYNC_HASH_KEY = "bot:commands:hash:{scope}"
+SYNC_LOCK_KEY = "bot:commands:sync-lock"
+
+# Exactly what the bot needs: read and send messages and threads, edit its own, read history.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+    embed_links=True,
+    attach_files=False,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """Everything the bot is built from; opened and closed by main()."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    session: aiohttp.ClientSession
+    core: Core
+
+
+def make_intents() -> discord.Intents:
+    """Guilds and guild messages, with message content (privileged); nothing else."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.message_content = True
+    return intents
+
+
+class AssistantBot(commands.Bot):
+    """The assistant: one process, any number of servers."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=make_intents(),
+            allowed_mentions=discord.AllowedMentions(
+                everyone=False,
+                roles=False,
+                users=False,
+                replied_user=deps.settings.reply_mentions_author,
+            ),
+            max_ratelimit_timeout=30.0,
+        )
+        self.deps = deps
+        self.settings = deps.settings
+        self.prefs = Preferences(
+            deps.redis,
+            default_model=deps.settings.default_model,
+            default_system=deps.settings.system_prompt,
+        )
+        self.catalog = ModelCatalog(
+            deps.session, deps.redis, base_url=deps.settings.openrouter_base_url
+        )
+        self.pacer = EditPacer(min_interval=deps.settings.edit_interval_seconds)
+        self.turns = TurnRunner(self)
+        self._ready_once = False
+
+    async def setup_hook(self) -> None:
+        """Load the front-ends and sync slash commands when their definitions changed."""
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync to DEV_GUILD_ID or globally, only when changed, from one process at a time."""
+        guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = str(guild.id) if guild else "global"
+        payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        redis = self.deps.redis
+        key = SYNC_HASH_KEY.format(scope=scope)
+        if await redis.get(key) == digest.encode():
+            log.info("Slash commands unchanged; not syncing.")
+            return
+        if not await redis.set(SYNC_LOCK_KEY, "1", nx=True, ex=60):
+            log.info("Another process is syncing slash commands.")
+            return
+        try:
+            synced = await self.tree.sync(guild=guild)
+            await redis.set(key, digest)
+            log.info("Synced %d slash commands (%s).", len(synced), scope)
+        finally:
+            await redis.delete(SYNC_LOCK_KEY)
+
+    async def on_ready(self) -> None:
+        """Log who we are and the invite URL, once per process."""
+        if self._ready_once or self.user is None:
+            return
+        self._ready_once = True
+        url = discord.utils.oauth_url(
+            self.user.id,
+            permissions=INVITE_PERMISSIONS,
+            scopes=("bot", "applications.commands"),
+        )
+        log.info("Logged in as %s (%s) in %d servers.", self.user, self.user.id, len(self.guilds))
+        log.info("Invite URL: %s", url)
+
+    async def close(self) -> None:
+        """Stop answers in flight (keeping their text), then disconnect."""
+        await self.turns.shutdown()
+        await super().close()

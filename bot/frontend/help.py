@@ -1,0 +1,24 @@
+"""The one-screen help text, shown by /help and by an empty mention."""
+
+from __future__ import annotations
+
+HELP_TEXT = """\
+**I'm an AI assistant.** Everyone in a channel shares one conversation with me, and I know who \
+said what.
+
+**Talk to me**
+• Mention me (or reply to one of my messages) in any channel.
+• `/chat prompt` starts a thread; every message in it continues the talk, no mention needed.
+• `/ask prompt` answers here; add `private: True` to get an answer only you can see (kept \
+out of the channel's history).
+
+**While I answer**: press **Stop** or use `/stop`; the text so far stays. **Regenerate** on my \
+latest answer asks again.
+
+**Manage**
+• `/reset` forgets this channel's or thread's conversation.
+• `/model` and `/system` show (or, with Manage Server, set) the model and instructions for \
+this channel or the whole server.
+• `/settings` shows what is in force here and where it comes from.
+
+I never ping anyone, and long pasted text files are read as part of your message."""

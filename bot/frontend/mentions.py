@@ -1,0 +1,116 @@
+"""The shared assistant: answers @mentions and replies in any channel, and every message in a
+thread the bot started; everyone in a channel shares its history."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from bot.frontend import messages as m
+from bot.frontend.buttons import answer_view
+from bot.frontend.help import HELP_TEXT
+from bot.frontend.sinks import ChannelSink
+
+if TYPE_CHECKING:
+    from bot.frontend.client import AssistantBot
+
+log = logging.getLogger(__name__)
+
+BUSY = "I'm busy with earlier messages in this channel; try again in a moment."
+DEDUPE_TTL = 24 * 3600
+
+
+class SharedAssistant(commands.Cog):
+    """Mentions, replies to the bot, and thread follow-ups."""
+
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Queue an answer when a message is meant for the bot."""
+        if not await self._is_for_me(message):
+            return
+        assert isinstance(message.channel, discord.abc.GuildChannel | discord.Thread)
+        key = m.conversation_key(message.channel)
+        if not self.bot.turns.submit(key, lambda: self._answer(message)):
+            await self._reply_quietly(message, BUSY)
+
+    async def _is_for_me(self, message: discord.Message) -> bool:
+        """Mentions of the bot or its role, replies to it, or any message in its threads."""
+        me = self.bot.user
+        if me is None or message.author.bot or message.guild is None:
+            return False
+        guild_me = message.guild.me
+        if m.mentions_bot(message, guild_me) or m.replies_to_bot(message, me):
+            return True
+        channel = message.channel
+        if isinstance(channel, discord.Thread):
+            if channel.owner_id == me.id:
+                return True
+            return await self.bot.prefs.owner(m.conversation_key(channel)) is not None
+        return False
+
+    async def _claim(self, message: discord.Message) -> bool:
+        """Whether this process is the one to answer (each message is handled once)."""
+        claimed = await self.bot.deps.redis.set(
+            f"bot:handled:{message.id}", "1", nx=True, ex=DEDUPE_TTL
+        )
+        return bool(claimed)
+
+    async def _answer(self, message: discord.Message) -> None:
+        """Build the turn from the message (and what it replies to) and stream the answer."""
+        if not await self._claim(message):
+            return
+        me = self.bot.user
+        assert me is not None
+        settings = self.bot.settings
+        text = m.strip_bot_mention(message.content, me)
+        budget = settings.max_input_chars - len(text)
+        extra = await m.attachment_text(message, budget)
+        text = f"{text}\n\n{extra}".strip() if extra else text
+        if not text:
+            await self._reply_quietly(message, HELP_TEXT)
+            return
+        if len(text) > settings.max_input_chars:
+            await self._reply_quietly(
+                message,
+                f"That message is {len(text):,} characters; I can take "
+                f"{settings.max_input_chars:,}. Please shorten it.",
+            )
+            return
+        items = [
+            item for item in (m.reply_context(message, me), m.user_item(message, text)) if item
+        ]
+        channel = message.channel
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        key = m.conversation_key(channel)
+        sink = ChannelSink(
+            message.channel,
+            channel.id,
+            trigger=message,
+            mention_author=settings.reply_mentions_author,
+            first_view=answer_view(key, message.author.id, streaming=True),
+        )
+        answer = await self.bot.turns.answer(key, items, asker_id=message.author.id, sink=sink)
+        await self.bot.turns.finish_buttons(key, message.author.id, sink, answer)
+
+    async def _reply_quietly(self, message: discord.Message, text: str) -> None:
+        """A short reply that never fails loudly (the channel may be read-only for us)."""
+        try:
+            await message.channel.send(
+                text,
+                reference=message.to_reference(fail_if_not_exists=False),
+                mention_author=False,
+                suppress_embeds=True,
+            )
+        except discord.HTTPException as exc:
+            log.warning("Could not reply in channel %s: %s", message.channel.id, exc)
+
+
+async def setup(bot: AssistantBot) -> None:
+    """Load the shared assistant."""
+    await bot.add_cog(SharedAssistant(bot))

@@ -1,0 +1,90 @@
+"""Turning Discord messages into history items: who is speaking, what they said, and whether a
+message is meant for the bot at all."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import discord
+
+from bot.core.events import HistoryItem
+from bot.core.keys import ConversationKey
+
+log = logging.getLogger(__name__)
+
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
+TEXT_SUFFIXES = (".txt", ".md", ".py", ".json", ".csv", ".log", ".yaml", ".yml", ".toml", ".js")
+MAX_SPEAKER = 64
+
+
+def conversation_key(channel: discord.abc.GuildChannel | discord.Thread) -> ConversationKey:
+    """One conversation per server and channel; a thread is a channel of its own."""
+    return ConversationKey(str(channel.guild.id), str(channel.id))
+
+
+def speaker_name(author: discord.abc.User) -> str:
+    """The display name as the model sees it: no newlines or brackets, so nobody can fake one."""
+    name = re.sub(r"[\r\n\[\]]+", " ", author.display_name).strip()
+    return name[:MAX_SPEAKER] or "someone"
+
+
+def mentions_bot(message: discord.Message, me: discord.ClientUser | discord.Member) -> bool:
+    """Whether the message @mentions the bot's user or its own managed role."""
+    if any(user.id == me.id for user in message.mentions):
+        return True
+    if isinstance(me, discord.Member):
+        own_roles = {role.id for role in me.roles if role.managed and role.is_bot_managed()}
+        return any(role.id in own_roles for role in message.role_mentions)
+    return False
+
+
+def replies_to_bot(message: discord.Message, me: discord.abc.User) -> bool:
+    """Whether the message is a Discord reply to one of the bot's messages."""
+    ref = message.reference
+    resolved = ref.resolved if ref is not None else None
+    return isinstance(resolved, discord.Message) and resolved.author.id == me.id
+
+
+def strip_bot_mention(content: str, me: discord.abc.User) -> str:
+    """The message text without the bot's own mention (either mention form)."""
+    return re.sub(rf"<@!?{me.id}>", "", content).strip()
+
+
+async def attachment_text(message: discord.Message, budget: int) -> str:
+    """Text attachments (Discord turns long pastes into message.txt), up to `budget` chars."""
+    parts: list[str] = []
+    for att in message.attachments:
+        if budget <= 0:
+            break
+        kind = (att.content_type or "").split(";")[0]
+        if not (kind.startswith(TEXT_TYPES) or att.filename.lower().endswith(TEXT_SUFFIXES)):
+            continue
+        try:
+            raw = await att.read()
+        except discord.HTTPException as exc:
+            log.warning("Could not read attachment %s: %s", att.filename, exc)
+            continue
+        text = raw.decode("utf-8", errors="replace")[: budget + 1]
+        parts.append(f"[{att.filename}]\n{text}")
+        budget -= len(text)
+    return "\n\n".join(parts)
+
+
+def user_item(message: discord.Message, text: str) -> HistoryItem:
+    """A user turn, labelled with the speaker's display name and the message id."""
+    return HistoryItem(
+        role="user", text=text, speaker=speaker_name(message.author), ref=str(message.id)
+    )
+
+
+def reply_context(message: discord.Message, me: discord.abc.User) -> HistoryItem | None:
+    """The message the trigger replies to, when it is someone else's (the bot's is in history)."""
+    ref = message.reference
+    target = ref.resolved if ref is not None else None
+    if not isinstance(target, discord.Message) or target.author.id == me.id:
+        return None
+    text = target.content.strip()
+    if not text:
+        return None
+    return user_item(target, text)
