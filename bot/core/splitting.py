@@ -103,17 +103,18 @@ class FenceTracker:
 
 
 def message_content(body: str, start: FenceState, end: FenceState, marker: str = "") -> str:
-    """One message's text: reopened fence, the body, the closing fence if open, the marker."""
+    """One message's text: reopened fence, the body, the marker, the closing fence if open.
+
+    While streaming, the marker sits where the text grows (inside an open code block, before
+    its temporary closer); after a fence line it goes on a line of its own, so the line keeps
+    its meaning.
+    """
     opener = start.opener + "\n" if start else ""
-    closer = "\n" + end.closer if end else ""
-    return opener + body + closer + marker
-
-
-def content_length(body: str, start: FenceState, end: FenceState, marker: str = "") -> int:
-    """len(message_content(...)) without building the string."""
-    opener = len(start.opener) + 1 if start else 0
-    closer = len(end.closer) + 1 if end else 0
-    return opener + len(body) + closer + len(marker)
+    if end is not None:
+        return opener + body + marker + "\n" + end.closer
+    if marker and FENCE_LINE.fullmatch(body.rsplit("\n", 1)[-1].rstrip("\r")):
+        return opener + body + "\n" + marker.lstrip()
+    return opener + body + marker
 
 
 def rstrip_clusters(text: str) -> str:
@@ -195,7 +196,7 @@ def _cut_at(tail: str, start: FenceState, limit: int, body_end: int, rest: int) 
     """The cut with body tail[:body_end] if its message fits in `limit`, else None."""
     body = tail[:body_end]
     end = fence_state_after(body, start)
-    if content_length(body, start, end) > limit:
+    if len(message_content(body, start, end)) > limit:
         return None
     return Cut(body, end, rest)
 
