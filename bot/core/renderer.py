@@ -209,8 +209,12 @@ class ReplyLayout:
         """Take the final event: close an open fence, add notices, fix the last part's content."""
         if self._finished:
             return
-        if self._tail_started and self._tracker.state is not None:
-            self._extend("\n" + self._tracker.state.closer)
+        if self._tail_started:
+            self._tail = rstrip_clusters(self._tail)
+            self._tracker = FenceTracker(self._parts[-1].start)
+            self._tracker.feed(self._tail)
+            if self._tracker.state is not None:
+                self._extend("\n" + self._tracker.state.closer)
         notices = notices_for(event)
         if not notices and not self.text.strip():
             notices = ["-# The model returned an empty answer."]
