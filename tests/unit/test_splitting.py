@@ -211,7 +211,7 @@ def test_grapheme_regex_agrees_with_examples() -> None:
 def test_no_cut_right_before_the_closing_fence() -> None:
     """The next message does not start with an empty code block when another cut exists."""
     text = "```py\n" + "a = 1\n" * 14 + "```\nAfter the code block there is prose " + "z" * 80
-    limit = len("```py\n" + "a = 1\n" * 14) + 4
+    limit = len("```py\n" + "a = 1\n" * 14) + 3  # the closer fits only as an added one
     cut = find_cut(text, None, limit)
     rest = text[cut.rest :].lstrip("\n")
     assert not rest.startswith("```\n")
