@@ -124,9 +124,10 @@ class SlotRequest:
 
     def cancel(self) -> None:
         """Withdraw the request if it is still waiting."""
-        if not self._granted.done():
-            self._granted.cancel()
-            self._pacer._withdraw(self)
+        if self.granted:
+            return
+        self._granted.cancel()
+        self._pacer._withdraw(self)
 
     def _grant(self) -> None:
         """Called by the pacer when the slot is given."""

@@ -30,7 +30,6 @@ from bot.core.splitting import (
     MAX_FENCE_OVERHEAD,
     FenceState,
     FenceTracker,
-    content_length,
     find_cut,
     leading_whitespace,
     message_content,
@@ -42,6 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 1990
 """Characters per message: Discord allows 2,000; the margin is for safety."""
 MIN_LIMIT = 100
+MIN_ROOM = 40
+"""Characters of text a message must have room for beside fences and marker."""
 MAX_SOURCES = 5
 _MAX_CLOSER = 11
 
@@ -158,7 +159,7 @@ class ReplyLayout:
         existing: Sequence[SentMessage] = (),
         show_sources: bool = True,
     ) -> None:
-        if limit < MIN_LIMIT or len(marker) + MAX_FENCE_OVERHEAD > limit // 2:
+        if limit < MIN_LIMIT or len(marker) + MAX_FENCE_OVERHEAD + MIN_ROOM > limit:
             raise ValueError(f"message limit {limit} is too small for marker {marker!r}")
         self._limit = limit
         self._marker = marker
@@ -209,8 +210,12 @@ class ReplyLayout:
         """Take the final event: close an open fence, add notices, fix the last part's content."""
         if self._finished:
             return
-        if self._tail_started and self._tracker.state is not None:
-            self._extend("\n" + self._tracker.state.closer)
+        if self._tail_started:
+            self._tail = rstrip_clusters(self._tail)
+            self._tracker = FenceTracker(self._parts[-1].start)
+            self._tracker.feed(self._tail)
+            if self._tracker.state is not None:
+                self._extend("\n" + self._tracker.state.closer)
         notices = notices_for(event)
         if not notices and not self.text.strip():
             notices = ["-# The model returned an empty answer."]
@@ -310,12 +315,13 @@ class ReplyLayout:
         if opener + len(self._tail) + len(self._marker) + _MAX_CLOSER <= self._limit:
             return False
         body = rstrip_clusters(self._tail)
-        return content_length(body, start, self._tracker.state, self._marker) > self._limit
+        content = message_content(body, start, self._tracker.state, self._marker)
+        return len(content) > self._limit
 
     def _cut(self) -> None:
         """End the last part at the best boundary and start the next one with the rest."""
         part = self._parts[-1]
-        cut = find_cut(self._tail, part.start, self._limit - len(self._marker))
+        cut = find_cut(self._tail, part.start, self._limit - len(self._marker) - 1)
         part.final = message_content(cut.body, part.start, cut.end)
         index = len(self._parts)
         existing = self._existing[index] if index < len(self._existing) else None

@@ -103,17 +103,18 @@ class FenceTracker:
 
 
 def message_content(body: str, start: FenceState, end: FenceState, marker: str = "") -> str:
-    """One message's text: reopened fence, the body, the closing fence if open, the marker."""
+    """One message's text: reopened fence, the body, the marker, the closing fence if open.
+
+    While streaming, the marker sits where the text grows (inside an open code block, before
+    its temporary closer); after a fence line it goes on a line of its own, so the line keeps
+    its meaning.
+    """
     opener = start.opener + "\n" if start else ""
-    closer = "\n" + end.closer if end else ""
-    return opener + body + closer + marker
-
-
-def content_length(body: str, start: FenceState, end: FenceState, marker: str = "") -> int:
-    """len(message_content(...)) without building the string."""
-    opener = len(start.opener) + 1 if start else 0
-    closer = len(end.closer) + 1 if end else 0
-    return opener + len(body) + closer + len(marker)
+    if end is not None:
+        return opener + body + marker + "\n" + end.closer
+    if marker and FENCE_LINE.fullmatch(body.rsplit("\n", 1)[-1].rstrip("\r")):
+        return opener + body + "\n" + marker.lstrip()
+    return opener + body + marker
 
 
 def rstrip_clusters(text: str) -> str:
@@ -191,23 +192,29 @@ def _candidates(window: str) -> list[_Candidate]:
     return found
 
 
-def _cut_at(tail: str, start: FenceState, limit: int, body_end: int, rest: int) -> Cut | None:
-    """The cut with body tail[:body_end] if its message fits in `limit`, else None."""
-    body = tail[:body_end]
+def _starts_with_closer(text: str, fence: OpenFence) -> bool:
+    """Whether the first non-blank line of `text` closes `fence`."""
+    for line in text[:200].split("\n"):
+        if line.strip():
+            return next_fence_state(fence, line) is None
+    return False
+
+
+def _cut_at(
+    tail: str, start: FenceState, limit: int, candidate: _Candidate, tidy: bool
+) -> Cut | None:
+    """The cut at `candidate` if its message fits in `limit` (and, if tidy, looks right)."""
+    body = tail[: candidate.body_end]
     end = fence_state_after(body, start)
-    if content_length(body, start, end) > limit:
+    if len(message_content(body, start, end)) > limit:
         return None
-    return Cut(body, end, rest)
+    if tidy and end is not None and _starts_with_closer(tail[candidate.offset :], end):
+        return None  # the next message would open with an empty code block
+    return Cut(body, end, candidate.offset)
 
 
-def find_cut(tail: str, start: FenceState, limit: int) -> Cut:
-    """Where to end a part whose text `tail` (starting at a grapheme boundary) is too long.
-
-    Takes the last boundary of the best kind that fits within `limit` and lies in the second
-    half of the room; falls back to worse kinds, then to any grapheme boundary, and only for a
-    single cluster longer than the room to a plain character cut.
-    """
-    room = limit - (len(start.opener) + 1 if start else 0)
+def _best_cut(tail: str, start: FenceState, limit: int, room: int, *, tidy: bool) -> Cut | None:
+    """The last boundary of the best kind that fits, in the second half of the room."""
     candidates = [c for c in _candidates(tail[: room + 1]) if c.offset <= room]
     for level in Boundary:
         minimum = 1 if level is Boundary.GRAPHEME else room // 2
@@ -216,11 +223,28 @@ def find_cut(tail: str, start: FenceState, limit: int) -> Cut:
                 continue
             if candidate.offset < minimum:
                 break
-            cut = _cut_at(tail, start, limit, candidate.body_end, candidate.offset)
+            cut = _cut_at(tail, start, limit, candidate, tidy)
             if cut is not None:
                 return cut
+    return None
+
+
+def find_cut(tail: str, start: FenceState, limit: int) -> Cut:
+    """Where to end a part whose text `tail` (starting at a grapheme boundary) is too long.
+
+    Takes the last boundary of the best kind that fits within `limit` and lies in the second
+    half of the room; falls back to worse kinds, then to any grapheme boundary, and only for a
+    single cluster longer than the room to a plain character cut. Cuts just before the line
+    that closes a code block are avoided when another cut exists.
+    """
+    room = limit - (len(start.opener) + 1 if start else 0)
+    cut = _best_cut(tail, start, limit, room, tidy=True) or _best_cut(
+        tail, start, limit, room, tidy=False
+    )
+    if cut is not None:
+        return cut
     for size in range(min(room, len(tail)), 0, -1):
-        cut = _cut_at(tail, start, limit, size, size)
+        cut = _cut_at(tail, start, limit, _Candidate(size, size, Boundary.GRAPHEME), False)
         if cut is not None:
             return cut
     raise ValueError(f"a message limit of {limit} leaves no room for text")
