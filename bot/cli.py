@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import ConversationService, TurnRequest
+from bot.core.errors import LLMError, ModelNotFoundError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
+    quiet = args.command in {"ask", "reset"}
+    level = logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
         if args.command == "ask":
@@ -148,13 +152,20 @@ async def ask(settings: Settings, text: str, channel: str, model: str | None) ->
         result = await core.service.run_turn(turn, _print_event)
     if result.text and not result.text.endswith("\n"):
         sys.stdout.write("\n")
-    return _report_final(result.final)
+    return _report_final(result.final, turn.model)
 
 
-def _report_final(final: Completed | Incomplete | Failed) -> int:
+def _error_line(error: LLMError, model: str) -> str:
+    """The user-facing sentence of an error, worded for a terminal."""
+    if isinstance(error, ModelNotFoundError):
+        return f"The model {model!r} does not exist on OpenRouter; pick another with --model."
+    return error.user_message
+
+
+def _report_final(final: Completed | Incomplete | Failed, model: str) -> int:
     """One line on stderr for anything but a normal end; the exit status."""
     if isinstance(final, Failed):
-        print(final.error.user_message, file=sys.stderr)
+        print(_error_line(final.error, model), file=sys.stderr)
         return 1
     if isinstance(final, Incomplete):
         if final.reason == "max_output_tokens":

@@ -188,6 +188,8 @@ async def test_failure_mid_stream_keeps_the_partial_answer_as_incomplete(
         ("user", None),
     ]
     assert sent[1]["content"][0]["text"] == "Partial"
+    assert history[1].item_id.startswith("msg_")
+    assert sent[1]["id"] == history[1].item_id
 
 
 async def test_failure_without_text_keeps_only_the_question(
