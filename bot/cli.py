@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import ConversationService, TurnRequest
@@ -21,7 +22,7 @@ from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEv
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
-from bot.core.turnlock import TurnLock
+from bot.core.turnlock import TurnLock, TurnLockTimeout
 
 
 class StartupError(Exception):
@@ -49,17 +50,33 @@ def main(argv: Sequence[str]) -> int:
     level = logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings()
-        if args.command == "ask":
-            return asyncio.run(ask(settings, args.text, args.channel, args.model))
-        if args.command == "reset":
-            return asyncio.run(reset(settings, args.channel))
-        return run_discord(settings)
+        return _run_command(args)
     except (ConfigError, StartupError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    except RedisError as exc:
+        print(f"Redis failed: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except TurnLockTimeout:
+        print("Another answer in this conversation is taking too long; try again.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Load the settings and run the command the arguments chose."""
+    settings = load_settings()
+    if args.command == "ask":
+        return asyncio.run(ask(settings, args.text, args.channel, args.model))
+    if args.command == "reset":
+        return asyncio.run(reset(settings, args.channel))
+    return run_discord(settings)
+
+
+def _one_line(text: str) -> str:
+    """Text folded onto one line."""
+    return " ".join(text.split())
 
 
 def run_discord(settings: Settings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -511,3 +512,57 @@ async def test_two_concurrent_asks_leave_both_turns_whole(
         ("user", "Question B"),
     ]
     assert second_input[1]["id"] == "msg_a"
+
+
+async def test_unicode_answer_reaches_stdout_whole(cli: Cli, server: SignallingServer) -> None:
+    """Non-ASCII text (accents, emoji, CJK) streams out as UTF-8 even without a locale."""
+    server.push(answer(["Grüße ", "👋🏽", " 你好"], "msg_unicode"))
+    done = await cli.run("ask", "Grüß mich 👋")
+    assert (done.returncode, done.stdout) == (0, "Grüße 👋🏽 你好\n")
+    assert texts(request_body(server, 0)["input"]) == [("user", "Grüß mich 👋")]
+
+
+async def test_redis_error_mid_turn_is_one_line(
+    cli: Cli, server: SignallingServer, redis_client: aioredis.Redis
+) -> None:
+    """A Redis command failing after start-up (here WRONGTYPE) is one line and exit 1."""
+    await redis_client.set(ConversationKey.terminal("broken").items, "not a list")
+    done = await cli.run("ask", "Hi", "--channel", "broken")
+    assert done.returncode == 1
+    assert one_line(done).startswith("Redis failed:")
+    assert server.requests == []
+
+
+async def test_interrupt_keeps_the_partial_answer(
+    cli: Cli, server: SignallingServer, store: HistoryStore
+) -> None:
+    """Ctrl-C mid-answer exits 130 and keeps the text so far as an incomplete answer."""
+    release = asyncio.Event()
+    server.push(SseStream([opening(["Half way"], "msg_int"), Wait(release), closing("msg_int")]))
+    proc = await cli.start("ask", "Tell me", "--channel", "interrupted")
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(GUARD_SECONDS):
+            assert await proc.stdout.readexactly(len("Half way")) == b"Half way"
+        proc.send_signal(signal.SIGINT)
+        done = await cli.finish(proc)
+    finally:
+        release.set()
+    assert done.returncode == 130
+    assert len(done.error_lines) <= 1
+    history = await store.load(ConversationKey.terminal("interrupted"))
+    assert [(i.role, i.text, i.status) for i in history] == [
+        ("user", "Tell me", "completed"),
+        ("assistant", "Half way", "incomplete"),
+    ]
+
+
+@pytest.mark.parametrize("channel", ["two words", "{tag}", "x" * 101])
+async def test_bad_channel_name_is_one_line(
+    cli: Cli, server: SignallingServer, channel: str
+) -> None:
+    """A channel name that cannot be a conversation key is refused with one line."""
+    done = await cli.run("ask", "Hi", "--channel", channel)
+    assert done.returncode == 1
+    assert one_line(done).startswith("A channel name must")
+    assert server.requests == []
