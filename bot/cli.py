@@ -13,14 +13,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import ConversationService, TurnRequest
+from bot.core.errors import LLMError, ModelNotFoundError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
-from bot.core.turnlock import TurnLock
+from bot.core.turnlock import TurnLock, TurnLockTimeout
 
 
 class StartupError(Exception):
@@ -43,19 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
+    quiet = args.command in {"ask", "reset"}
+    level = logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings()
-        if args.command == "ask":
-            return asyncio.run(ask(settings, args.text, args.channel, args.model))
-        if args.command == "reset":
-            return asyncio.run(reset(settings, args.channel))
-        return run_discord(settings)
+        return _run_command(args)
     except (ConfigError, StartupError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    except RedisError as exc:
+        print(f"Redis failed: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except TurnLockTimeout:
+        print("Another answer in this conversation is taking too long; try again.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Load the settings and run the command the arguments chose."""
+    settings = load_settings()
+    if args.command == "ask":
+        return asyncio.run(ask(settings, args.text, args.channel, args.model))
+    if args.command == "reset":
+        return asyncio.run(reset(settings, args.channel))
+    return run_discord(settings)
+
+
+def _one_line(text: str) -> str:
+    """Text folded onto one line."""
+    return " ".join(text.split())
 
 
 def run_discord(settings: Settings) -> int:
@@ -148,13 +169,20 @@ async def ask(settings: Settings, text: str, channel: str, model: str | None) ->
         result = await core.service.run_turn(turn, _print_event)
     if result.text and not result.text.endswith("\n"):
         sys.stdout.write("\n")
-    return _report_final(result.final)
+    return _report_final(result.final, turn.model)
 
 
-def _report_final(final: Completed | Incomplete | Failed) -> int:
+def _error_line(error: LLMError, model: str) -> str:
+    """The user-facing sentence of an error, worded for a terminal."""
+    if isinstance(error, ModelNotFoundError):
+        return f"The model {model!r} does not exist on OpenRouter; pick another with --model."
+    return error.user_message
+
+
+def _report_final(final: Completed | Incomplete | Failed, model: str) -> int:
     """One line on stderr for anything but a normal end; the exit status."""
     if isinstance(final, Failed):
-        print(final.error.user_message, file=sys.stderr)
+        print(_error_line(final.error, model), file=sys.stderr)
         return 1
     if isinstance(final, Incomplete):
         if final.reason == "max_output_tokens":

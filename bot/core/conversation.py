@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -114,6 +115,8 @@ class ConversationService:
         """Keep the user's items and the answer so far; a failed answer is kept as incomplete."""
         final = result.final
         message_id = final.message_id if isinstance(final, Completed | Incomplete) else None
+        # A failed answer carries no id; give it one now so every later request sends the same.
+        message_id = message_id or f"msg_{secrets.token_hex(12)}"
         items = turn_items(
             turn.new_items,
             result.text,

@@ -1,0 +1,1 @@
+"""Benchmarks of the hot paths (`make bench`); they report numbers and assert nothing."""
