@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench import bench_renderer
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
@@ -159,6 +160,8 @@ def main() -> None:
         finally:
             server.stop()
     print_table(rows)
+    print()
+    bench_renderer.main()
 
 
 if __name__ == "__main__":
