@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 def point_at_discord(settings: Settings) -> None:
     """Aim discord.py at DISCORD_API_BASE and DISCORD_GATEWAY_URL (it has no public setting)."""
     discord.http.Route.BASE = settings.discord_api_base
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url + "/")
+    gateway = yarl.URL(settings.discord_gateway_url)
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = (
+        gateway if gateway.path else gateway.with_path("/")
+    )
 
 
 async def run_bot(settings: Settings) -> int:
