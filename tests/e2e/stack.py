@@ -13,18 +13,20 @@ from typing import Any
 
 from tests.e2e.bot_process import BotProcess, bot_env
 from tests.e2e.discord_emulator import DiscordEmulator
-from tests.e2e.discord_emulator.model import Channel, Message
+from tests.e2e.discord_emulator.model import Channel, Message, User
 from tests.support.fake_responses import (
     Delay,
     FakeResponsesServer,
     RecordedRequest,
     SseStream,
     Step,
+    Wait,
     sse_stream,
 )
 from tests.support.redis_server import RedisServer
 
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "google/gemini-2.0-flash")
+OTHER_BOT = "otherbot"
 SLASH_COMMANDS = {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"}
 
 
@@ -77,12 +79,13 @@ def has_button(message: Message, kind: str) -> bool:
     )
 
 
-def answer(deltas: Sequence[str], *, pace: float = 0.0, **options: Any) -> SseStream:
+def answer(
+    deltas: Sequence[str], *, pace: float = 0.0, hold: Wait | None = None, **options: Any
+) -> SseStream:
     """A streamed answer made of `deltas`, with `pace` seconds between them when given."""
-    if not pace:
-        return SseStream([sse_stream(list(deltas), **options)])
     whole = sse_stream(list(deltas), **options)
-    return SseStream(_paced(whole, list(deltas), pace))
+    steps = _paced(whole, list(deltas), pace) if pace else [whole]
+    return SseStream(steps, hold=hold)
 
 
 def _paced(whole: bytes, deltas: list[str], pace: float) -> list[Step]:
@@ -140,6 +143,8 @@ async def running_stack(
         ):
             for number in range(channels):
                 emu.world.add_channel(f"room-{number}")
+            other_bot = User(emu.world.snowflakes.next(), OTHER_BOT, bot=True)
+            emu.world.add_member(other_bot, [])
             environment = bot_env(
                 discord_token=emu.token,
                 discord_api_base=emu.api_base,
