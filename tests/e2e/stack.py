@@ -79,6 +79,15 @@ def has_button(message: Message, kind: str) -> bool:
     )
 
 
+def button_id(message: Message, kind: str) -> str:
+    """The custom_id of a message's llm:<kind>: button."""
+    for row in message.components:
+        for button in row.get("components", []):
+            if str(button.get("custom_id", "")).startswith(f"llm:{kind}:"):
+                return str(button["custom_id"])
+    raise LookupError(f"no {kind} button on message {message.id}")
+
+
 def answer(
     deltas: Sequence[str], *, pace: float = 0.0, hold: Wait | None = None, **options: Any
 ) -> SseStream:
