@@ -27,12 +27,19 @@ def point_at_discord(settings: Settings) -> None:
     )
 
 
+def silence_voice_warnings() -> None:
+    """The bot never joins voice, so discord.py's "PyNaCl/davey is not installed" is noise."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 async def run_bot(settings: Settings) -> int:
     """Run the bot until SIGTERM, SIGINT or a fatal gateway error; returns the exit status."""
     from bot.cli import build_core, open_redis
 
     token = require(settings.discord_token, "DISCORD_TOKEN").get_secret_value()
     point_at_discord(settings)
+    silence_voice_warnings()
     async with (
         aiohttp.ClientSession() as session,
         open_redis(settings) as redis,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from tests.e2e.bot_process import BotProcess
 from tests.e2e.stack import OTHER_BOT, BotStack, answer, has_button, input_texts
 from tests.support.fake_responses import Wait
 
@@ -185,3 +187,17 @@ async def test_reply_to_a_deleted_trigger_still_posts(stack: BotStack) -> None:
     release.set()
     [reply] = await stack.wait_for_final(channel.id)
     assert reply.content == "Still here."
+
+
+async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path: Path) -> None:
+    """A second bot process on the same Redis: every message is still answered exactly once."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Once", " only."], pace=0.2))
+    sessions = len(stack.emu.gateway.sessions)
+    async with BotProcess(stack.bot.env, tmp_path / "second") as second:
+        await stack.emu.wait_until(lambda: len(stack.emu.gateway.sessions) == sessions + 1)
+        await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} hi")
+        await stack.wait_for_final(channel.id)
+        assert await second.stop() == 0
+    assert [m.content for m in stack.emu.bot_messages(channel.id)] == ["Once only."]
+    assert len(stack.requests()) == 1
