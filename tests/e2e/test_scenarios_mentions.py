@@ -56,6 +56,8 @@ async def test_long_code_answer_splits_into_messages_with_balanced_fences(
     positions = [joined.index(line) for line in code]
     assert positions == sorted(positions)
     assert replies[0].content.startswith("Here is the code:")
+    assert replies[0].message_reference is not None
+    assert all(reply.message_reference is None for reply in replies[1:])
     assert replies[-1].content.rstrip().endswith("Done.")
 
 

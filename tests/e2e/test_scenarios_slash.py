@@ -199,6 +199,7 @@ async def test_stop_button_keeps_the_text_so_far(stack: BotStack) -> None:
     await stack.emu.wait_until(lambda: stack.llm.disconnects == 1)
     assert stopped.content.startswith("word0 word1 word2 word3")
     assert "word199" not in stopped.content
+    assert stopped.content.endswith("\n\n-# ⏹️ Stopped.")
 
 
 async def test_regenerate_replaces_the_last_answer(stack: BotStack) -> None:
