@@ -60,14 +60,14 @@ class BotStack:
         count: int = 1,
         timeout: float = 20.0,  # noqa: ASYNC109 -- a deadline per wait keeps scenarios readable
     ) -> list[Message]:
-        """Wait until the bot's messages in a channel carry Regenerate (answers done)."""
+        """Wait until `count` answers in a channel carry Regenerate; their public messages."""
 
         def done() -> bool:
             finished = [m for m in self.emu.bot_messages(channel_id) if has_button(m, "regen")]
             return len(finished) >= count and (predicate is None or predicate())
 
         await self.emu.wait_until(done, timeout)
-        return self.emu.bot_messages(channel_id)
+        return [m for m in self.emu.bot_messages(channel_id) if not m.is_ephemeral]
 
 
 def has_button(message: Message, kind: str) -> bool:

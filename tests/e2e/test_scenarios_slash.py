@@ -218,3 +218,34 @@ async def test_regenerate_replaces_the_last_answer(stack: BotStack) -> None:
     assert len(stack.emu.bot_messages(channel.id)) == 1
     one, two = stack.requests()
     assert input_texts(two) == input_texts(one) == ["[Alice]: joke please"]
+
+
+async def test_help_is_private(stack: BotStack) -> None:
+    """/help answers with the help text, visible only to the user who asked."""
+    channel = stack.fresh_channel()
+    record = await answered(
+        stack, await stack.emu.inject_interaction("help", user="bob", channel_id=channel.id)
+    )
+    assert record.ephemeral
+    assert reply_text(record).startswith("**I'm an AI assistant.**")
+
+
+async def test_stop_command_only_for_the_asker_or_a_moderator(stack: BotStack) -> None:
+    """/stop from someone else is refused; from a moderator it stops the answer."""
+    channel = stack.fresh_channel()
+    stack.script(answer([f"part{n} " for n in range(200)], pace=0.1))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} talk")
+    await stack.emu.wait_until(
+        lambda: any("part2" in m.content for m in stack.emu.bot_messages(channel.id))
+    )
+    refused = await answered(
+        stack, await stack.emu.inject_interaction("stop", user="bob", channel_id=channel.id)
+    )
+    assert "Only the person who asked" in reply_text(refused)
+    done = await answered(
+        stack, await stack.emu.inject_interaction("stop", user="mod", channel_id=channel.id)
+    )
+    assert reply_text(done) == "Stopped."
+    [stopped] = await stack.wait_for_final(channel.id)
+    assert stopped.content.endswith("-# ⏹️ Stopped.")
+    assert "part199" not in stopped.content
