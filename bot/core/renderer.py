@@ -130,6 +130,8 @@ def notices_for(event: FinalEvent) -> list[str]:
     if isinstance(event, Incomplete):
         if event.reason == "max_output_tokens":
             return ["-# ✂️ The answer was cut off: it reached the length limit."]
+        if event.reason == "stopped":  # Stop, /stop or shutdown: asked for, not a failure
+            return ["-# ⏹️ Stopped."]
         return [f"-# ⚠️ The answer stopped early ({event.reason})."]
     return []
 

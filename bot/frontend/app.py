@@ -21,7 +21,16 @@ log = logging.getLogger(__name__)
 def point_at_discord(settings: Settings) -> None:
     """Aim discord.py at DISCORD_API_BASE and DISCORD_GATEWAY_URL (it has no public setting)."""
     discord.http.Route.BASE = settings.discord_api_base
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url + "/")
+    gateway = yarl.URL(settings.discord_gateway_url)
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = (
+        gateway if gateway.path else gateway.with_path("/")
+    )
+
+
+def silence_voice_warnings() -> None:
+    """The bot never joins voice, so discord.py's "PyNaCl/davey is not installed" is noise."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
 
 
 async def run_bot(settings: Settings) -> int:
@@ -30,6 +39,7 @@ async def run_bot(settings: Settings) -> int:
 
     token = require(settings.discord_token, "DISCORD_TOKEN").get_secret_value()
     point_at_discord(settings)
+    silence_voice_warnings()
     async with (
         aiohttp.ClientSession() as session,
         open_redis(settings) as redis,

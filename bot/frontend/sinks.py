@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = timedelta(minutes=15)
 TOKEN_MARGIN = timedelta(seconds=30)
+# discord.py leaves allowed_mentions out of an edit without content, and Discord then applies its
+# defaults (everyone, roles, users), so a buttons-only edit must say "no pings" itself.
+NO_PINGS = discord.AllowedMentions.none()
 PRIVATE_CUT_NOTICE = "\n\n-# ✂️ Cut here: Discord lets a private answer run for 15 minutes."
 
 
@@ -91,7 +94,9 @@ class ChannelSink:
     async def set_view(self, message: SentMessage, view: discord.ui.View | None) -> None:
         """Replace a part's buttons."""
         try:
-            self.messages[message.id] = await self.messages[message.id].edit(view=view)
+            self.messages[message.id] = await self.messages[message.id].edit(
+                view=view, allowed_mentions=NO_PINGS
+            )
         except discord.HTTPException as exc:
             raise _translate(exc, "changing buttons") from exc
 
@@ -180,11 +185,13 @@ class InteractionSink:
         """Replace the buttons of one of the answer's messages."""
         try:
             if message.bucket == self.channel_bucket:
-                await self.messages[message.id].edit(view=view)
+                await self.messages[message.id].edit(view=view, allowed_mentions=NO_PINGS)
             elif self.expired:
                 channel = self.interaction.channel
                 if isinstance(channel, discord.TextChannel | discord.Thread):
-                    await channel.get_partial_message(int(message.id)).edit(view=view)
+                    await channel.get_partial_message(int(message.id)).edit(
+                        view=view, allowed_mentions=NO_PINGS
+                    )
             elif message.id == self.original_id:
                 await self.interaction.edit_original_response(view=view)
             else:

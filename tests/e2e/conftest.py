@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests: the Discord emulator, and discord.py clients pointed at it."""
+"""Fixtures for end-to-end tests: the Discord emulator, discord.py clients pointed at it, and
+the whole bot (redis-server, emulator, scripted Responses server, `python -m bot`) per module."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import discord
 import discord.gateway
 import discord.http
 import pytest
+import pytest_asyncio
 import yarl
 
 from tests.e2e.discord_emulator import DEFAULT_TOKEN, DiscordEmulator
+from tests.e2e.stack import BotStack, running_stack
 
 ClientStarter = Callable[[discord.Client], Awaitable[asyncio.Task[None]]]
 
@@ -52,3 +55,10 @@ async def start_client(
             await client.close()
             with contextlib.suppress(discord.ClientException, discord.ConnectionClosed):
                 await task
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotStack]:
+    """One bot process with its own redis-server, emulator and Responses server per module."""
+    async with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

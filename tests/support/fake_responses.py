@@ -4,6 +4,7 @@ Each request takes the next script from a queue: a `PlainResponse` (an HTTP erro
 body that is not SSE) or an `SseStream` (a 200 whose body is given as byte chunks, with `Wait`
 steps the test releases through an asyncio.Event, `HANG` to stall forever, `ABORT` to cut the
 connection). Every request's headers and JSON body are recorded in `.requests`.
+GET /models answers OpenRouter's model list shape with the ids in `.models`.
 
     async with FakeResponsesServer([SseStream([sse_stream(["Hel", "lo"])])]) as server:
         client = ResponsesClient(session, base_url=server.url, api_key="k")
@@ -262,8 +263,11 @@ def sse_stream(
 class FakeResponsesServer:
     """The scripted server; use as `async with`. `.url` is the base URL to give the client."""
 
-    def __init__(self, scripts: Iterable[Script] = (), *, port: int = 0) -> None:
+    def __init__(
+        self, scripts: Iterable[Script] = (), *, port: int = 0, models: Iterable[str] = ()
+    ) -> None:
         self.scripts: deque[Script] = deque(scripts)
+        self.models: list[str] = list(models)
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -285,6 +289,7 @@ class FakeResponsesServer:
     async def __aenter__(self) -> FakeResponsesServer:
         app = web.Application()
         app.router.add_post("/api/v1/responses", self._handle)
+        app.router.add_get("/api/v1/models", self._list_models)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -301,6 +306,10 @@ class FakeResponsesServer:
     ) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`."""
+        return web.json_response({"data": [{"id": name} for name in self.models]})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Record the request and play the next script."""

@@ -1,0 +1,205 @@
+"""Scenarios of the shared assistant: @mentions and replies in channels, against the real bot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.bot_process import BotProcess
+from tests.e2e.stack import OTHER_BOT, BotStack, answer, has_button, input_texts
+from tests.support.fake_responses import Wait
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+async def test_mention_streams_edits_and_ends_with_the_exact_text(stack: BotStack) -> None:
+    """A mention gets a reply that grows by edits and ends with exactly the model's text."""
+    channel = stack.fresh_channel()
+    deltas = ["Hello", " there,", " Alice!", " How", " are", " you", " today?"]
+    stack.script(answer(deltas, pace=0.4))
+    trigger = await stack.emu.inject_message(
+        channel.id, "alice", f"{stack.emu.bot_user.mention} hi"
+    )
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "".join(deltas)
+    assert len(reply.history) >= 3
+    assert reply.message_reference is not None
+    assert reply.message_reference["message_id"] == trigger["id"]
+    assert not has_button(reply, "stop")
+    [request] = stack.requests()
+    assert input_texts(request)[-1].endswith("hi")
+
+
+def code_answer() -> tuple[list[str], list[str]]:
+    """An answer of about 4,000 characters with one long Python code block, and its code lines."""
+    code = [f"    total += value_{n} * {n}  # step {n} of the long computation" for n in range(80)]
+    text = "Here is the code:\n```python\ndef compute():\n" + "\n".join(code) + "\n```\nDone."
+    return [text[i : i + 40] for i in range(0, len(text), 40)], code
+
+
+async def test_long_code_answer_splits_into_messages_with_balanced_fences(
+    stack: BotStack,
+) -> None:
+    """A reply over 2,000 characters with a code block becomes several messages, each fenced."""
+    channel = stack.fresh_channel()
+    deltas, code = code_answer()
+    stack.script(answer(deltas))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} code pls")
+    replies = await stack.wait_for_final(channel.id)
+    assert len(replies) >= 2
+    for reply in replies:
+        assert len(reply.content) <= 2000
+        assert reply.content.count("```") % 2 == 0, reply.content
+    joined = "\n".join(r.content for r in replies)
+    positions = [joined.index(line) for line in code]
+    assert positions == sorted(positions)
+    assert replies[0].content.startswith("Here is the code:")
+    assert replies[0].message_reference is not None
+    assert all(reply.message_reference is None for reply in replies[1:])
+    assert replies[-1].content.rstrip().endswith("Done.")
+
+
+async def test_reply_to_another_users_message_puts_it_in_the_request(stack: BotStack) -> None:
+    """Replying (with a mention) to someone else's message sends that message to the model."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["No, it is blue."]))
+    claim = await stack.emu.inject_message(channel.id, "bob", "The sky is green.")
+    await stack.emu.inject_message(
+        channel.id,
+        "alice",
+        f"{stack.emu.bot_user.mention} is that right?",
+        reply_to=int(claim["id"]),
+    )
+    await stack.wait_for_final(channel.id)
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Bob]: The sky is green.", "[Alice]: is that right?"]
+
+
+async def test_two_users_at_once_are_answered_in_order(stack: BotStack) -> None:
+    """Two simultaneous mentions: both answered, one after the other, history in order."""
+    channel = stack.fresh_channel()
+    first, second = ["First", " answer", " for", " Alice."], ["Second", " answer", " for Bob."]
+    stack.script(answer(first, pace=0.2), answer(second, pace=0.2))
+    mention = stack.emu.bot_user.mention
+    await stack.emu.inject_message(channel.id, "alice", f"{mention} question one")
+    await stack.emu.inject_message(channel.id, "bob", f"{mention} question two")
+    replies = await stack.wait_for_final(channel.id, count=2)
+    assert [r.content for r in replies] == ["".join(first), "".join(second)]
+    for reply, expected in zip(replies, (first, second), strict=True):
+        assert all("".join(expected).startswith(t.rstrip(" ▌")) for t in reply.history)
+    one, two = stack.requests()
+    assert input_texts(one) == ["[Alice]: question one"]
+    assert input_texts(two) == ["[Alice]: question one", "".join(first), "[Bob]: question two"]
+
+
+async def test_model_mentions_never_ping(stack: BotStack) -> None:
+    """The model writing @everyone, @here, a user or a role: every request body allows no ping."""
+    channel = stack.fresh_channel()
+    alice, bob = stack.emu.user("alice"), stack.emu.user("bob")
+    role = stack.emu.world.roles_by_name["Moderators"]
+    text = f"Hey @everyone and @here, {bob.mention} and {role.mention}: look!"
+    stack.script(answer([text[:20], text[20:]], pace=0.3))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} ping all")
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == text
+    assert not reply.mention_everyone
+    assert reply.mention_roles == []
+    assert [u.id for u in reply.mentions] in ([], [alice.id])
+    bodies = [
+        call.body
+        for call in stack.emu.calls()
+        if call.method in ("POST", "PATCH")
+        and call.params.get("channel_id") == str(channel.id)
+        and isinstance(call.body, dict)
+    ]
+    assert bodies
+    for body in bodies:
+        allowed = body.get("allowed_mentions")
+        assert allowed is not None, body
+        assert allowed.get("parse") == []
+        assert not allowed.get("users")
+        assert not allowed.get("roles")
+
+
+async def test_empty_mention_gets_the_help_text(stack: BotStack) -> None:
+    """A bare mention is answered with the help text and asks the model nothing."""
+    channel = stack.fresh_channel()
+    stack.script()
+    await stack.emu.inject_message(channel.id, "alice", stack.emu.bot_user.mention)
+    await stack.emu.wait_until(lambda: bool(stack.emu.bot_messages(channel.id)))
+    [reply] = stack.emu.bot_messages(channel.id)
+    assert reply.content.startswith("**I'm an AI assistant.**")
+    assert stack.requests() == []
+
+
+async def test_too_long_input_is_refused_and_not_stored(stack: BotStack) -> None:
+    """Input over MAX_INPUT_CHARS gets a clear refusal and never reaches the history."""
+    channel = stack.fresh_channel()
+    mention = stack.emu.bot_user.mention
+    stack.script(answer(["Short answer."]))
+    await stack.emu.inject_message(channel.id, "alice", f"{mention} {'x' * 8001}")
+    await stack.emu.wait_until(lambda: bool(stack.emu.bot_messages(channel.id)))
+    [refusal] = stack.emu.bot_messages(channel.id)
+    assert "8,001 characters" in refusal.content
+    assert "8,000" in refusal.content
+    await stack.emu.inject_message(channel.id, "alice", f"{mention} short one")
+    await stack.wait_for_final(channel.id)
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: short one"]
+
+
+async def test_bots_everyone_and_other_roles_never_trigger(stack: BotStack) -> None:
+    """Messages from bots, @everyone/@here and other roles' mentions get no answer."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    mention = emu.bot_user.mention
+    stack.script(answer(["Only this one."]))
+    await emu.inject_message(channel.id, OTHER_BOT, f"{mention} I am a bot")
+    await emu.inject_message(channel.id, "alice", "@everyone hello")
+    await emu.inject_message(channel.id, "alice", "@here hello")
+    await emu.inject_message(channel.id, "alice", f"{emu.world.roles_by_name['Admins'].mention} hi")
+    await emu.inject_message(channel.id, "alice", f"{mention} the real one")
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "Only this one."
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: the real one"]
+
+
+async def test_bot_role_mention_triggers(stack: BotStack) -> None:
+    """Mentioning the bot's own managed role counts as mentioning the bot."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Role heard."]))
+    await stack.emu.inject_message(channel.id, "bob", f"{stack.emu.bot_role_mention()} hi")
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "Role heard."
+
+
+async def test_reply_to_a_deleted_trigger_still_posts(stack: BotStack) -> None:
+    """The trigger deleted while the model thinks: the answer still posts (no failed reference)."""
+    channel = stack.fresh_channel()
+    release = asyncio.Event()
+    stack.script(answer(["Still here."], hold=Wait(release)))
+    trigger = await stack.emu.inject_message(
+        channel.id, "alice", f"{stack.emu.bot_user.mention} quick"
+    )
+    await stack.emu.wait_until(lambda: len(stack.requests()) == 1)
+    await stack.emu.store.delete(stack.emu.message(int(trigger["id"])))
+    release.set()
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "Still here."
+
+
+async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path: Path) -> None:
+    """A second bot process on the same Redis: every message is still answered exactly once."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Once", " only."], pace=0.2))
+    sessions = len(stack.emu.gateway.sessions)
+    async with BotProcess(stack.bot.env, tmp_path / "second") as second:
+        await stack.emu.wait_until(lambda: len(stack.emu.gateway.sessions) == sessions + 1)
+        await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} hi")
+        await stack.wait_for_final(channel.id)
+        assert await second.stop() == 0
+    assert [m.content for m in stack.emu.bot_messages(channel.id)] == ["Once only."]
+    assert len(stack.requests()) == 1

@@ -1,0 +1,251 @@
+"""Scenarios of the slash commands and buttons, against the real bot process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.discord_emulator.interactions import InteractionRecord
+from tests.e2e.discord_emulator.model import Channel, Message
+from tests.e2e.stack import BotStack, answer, button_id, has_button, input_texts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+def reply_text(record: InteractionRecord) -> str:
+    """The content of an interaction's immediate (type 4) answer."""
+    assert record.callback_body is not None
+    return str(record.callback_body["data"]["content"])
+
+
+async def answered(stack: BotStack, record: InteractionRecord) -> InteractionRecord:
+    """Wait until the bot acknowledged an interaction."""
+    await stack.emu.wait_until(lambda: record.callback_type is not None)
+    return record
+
+
+async def ask_done(stack: BotStack, record: InteractionRecord) -> Message:
+    """Wait until a public /ask answer is filled and finished (Regenerate shown)."""
+
+    def finished() -> bool:
+        if record.original_message_id is None:
+            return False
+        return has_button(stack.emu.message(record.original_message_id), "regen")
+
+    await stack.emu.wait_until(finished, timeout=20)
+    assert record.original_message_id is not None
+    return stack.emu.message(record.original_message_id)
+
+
+async def mention_and_wait(stack: BotStack, channel: Channel, text: str, count: int) -> None:
+    """Alice mentions the bot; wait for the count-th finished answer in the channel."""
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} {text}")
+    await stack.wait_for_final(channel.id, count=count)
+
+
+async def test_ask_defers_then_edits_in_the_answer(stack: BotStack) -> None:
+    """/ask shows "thinking…", then the answer streams into that same message."""
+    channel = stack.fresh_channel()
+    deltas = ["Paris", " is", " the", " capital", " of", " France."]
+    stack.script(answer(deltas, pace=0.3))
+    record = await stack.emu.inject_interaction(
+        "ask", {"prompt": "Capital of France?"}, user="bob", channel_id=channel.id
+    )
+    message = await ask_done(stack, record)
+    assert record.callback_type == 5
+    assert not record.ephemeral
+    assert message.content == "".join(deltas)
+    assert len(message.history) >= 2
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Bob]: Capital of France?"]
+
+
+async def test_private_ask_is_ephemeral_and_not_kept(stack: BotStack) -> None:
+    """/ask private answers only the asker and leaves the channel's history alone."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["A secret", " answer."]), answer(["Public."]))
+    record = await stack.emu.inject_interaction(
+        "ask", {"prompt": "secret?", "private": True}, user="bob", channel_id=channel.id
+    )
+
+    def filled() -> bool:
+        message_id = record.original_message_id
+        return message_id is not None and stack.emu.message(message_id).content.endswith("answer.")
+
+    await stack.emu.wait_until(filled)
+    assert record.ephemeral
+    assert record.original_message_id is not None
+    assert stack.emu.message(record.original_message_id).is_ephemeral
+    await mention_and_wait(stack, channel, "public question", count=1)
+    assert input_texts(stack.requests()[1]) == ["[Alice]: public question"]
+
+
+async def test_chat_opens_a_thread_and_follow_ups_continue_it(stack: BotStack) -> None:
+    """/chat starts a thread; a plain message there continues the same conversation."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Cats", " purr."]), answer(["Dogs", " bark."]))
+    record = await stack.emu.inject_interaction(
+        "chat", {"prompt": "Tell me about cats"}, user="alice", channel_id=channel.id
+    )
+    await stack.emu.wait_until(
+        lambda: any(c.parent_id == channel.id for c in stack.emu.world.channels.values())
+    )
+    thread = next(c for c in stack.emu.world.channels.values() if c.parent_id == channel.id)
+    assert thread.name == "Tell me about cats"
+    assert "Tell me about cats" in reply_text(record)
+    [first] = await stack.wait_for_final(thread.id)
+    assert first.content == "Cats purr."
+    await stack.emu.inject_message(thread.id, "alice", "And dogs?")
+    await stack.wait_for_final(thread.id, count=2)
+    assert stack.emu.bot_messages(thread.id)[-1].content == "Dogs bark."
+    one, two = stack.requests()
+    assert input_texts(one) == ["[Alice]: Tell me about cats"]
+    assert input_texts(two) == ["[Alice]: Tell me about cats", "Cats purr.", "[Alice]: And dogs?"]
+
+
+async def test_reset_needs_permission_and_forgets(stack: BotStack) -> None:
+    """/reset: refused for a plain member, done for a moderator; the history is then empty."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["One."]), answer(["Two."]))
+    await mention_and_wait(stack, channel, "first", count=1)
+    refused = await answered(
+        stack, await stack.emu.inject_interaction("reset", user="alice", channel_id=channel.id)
+    )
+    assert refused.ephemeral
+    assert "Manage Messages" in reply_text(refused)
+    done = await answered(
+        stack, await stack.emu.inject_interaction("reset", user="mod", channel_id=channel.id)
+    )
+    assert "reset the conversation" in reply_text(done)
+    await mention_and_wait(stack, channel, "second", count=2)
+    assert input_texts(stack.requests()[1]) == ["[Alice]: second"]
+
+
+async def test_model_shown_to_all_set_only_with_manage_server(stack: BotStack) -> None:
+    """/model: anyone sees it; changing needs Manage Server; unknown names are refused."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    stack.script(answer(["From Claude."]))
+    new = "anthropic/claude-3.5-sonnet"
+    shown = await answered(
+        stack, await emu.inject_interaction("model", user="alice", channel_id=channel.id)
+    )
+    assert "`openai/gpt-4o-mini`" in reply_text(shown)
+    refused = await answered(
+        stack,
+        await emu.inject_interaction("model", {"name": new}, user="alice", channel_id=channel.id),
+    )
+    assert "Manage Server" in reply_text(refused)
+    unknown = await answered(
+        stack,
+        await emu.inject_interaction(
+            "model", {"name": "anthropic/claude-3.5-sonet"}, user="admin", channel_id=channel.id
+        ),
+    )
+    assert "no model" in reply_text(unknown)
+    assert new in reply_text(unknown)
+    done = await answered(
+        stack,
+        await emu.inject_interaction("model", {"name": new}, user="admin", channel_id=channel.id),
+    )
+    assert new in reply_text(done)
+    await mention_and_wait(stack, channel, "who are you?", count=1)
+    [request] = stack.requests()
+    assert request.body["model"] == new
+
+
+async def test_system_prompt_set_only_with_manage_server(stack: BotStack) -> None:
+    """/system: a plain member is refused; an admin's prompt reaches the next request."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    stack.script(answer(["Arr."]))
+    pirate = "Answer like a pirate."
+    refused = await answered(
+        stack,
+        await emu.inject_interaction(
+            "system", {"prompt": pirate}, user="bob", channel_id=channel.id
+        ),
+    )
+    assert "Manage Server" in reply_text(refused)
+    await answered(
+        stack,
+        await emu.inject_interaction(
+            "system", {"prompt": pirate}, user="admin", channel_id=channel.id
+        ),
+    )
+    shown = await answered(
+        stack, await emu.inject_interaction("system", user="bob", channel_id=channel.id)
+    )
+    assert pirate in reply_text(shown)
+    await mention_and_wait(stack, channel, "hello", count=1)
+    [request] = stack.requests()
+    assert request.body["instructions"].startswith(pirate)
+
+
+async def test_stop_button_keeps_the_text_so_far(stack: BotStack) -> None:
+    """Stop ends a streaming answer; the text already shown stays and Regenerate appears."""
+    channel = stack.fresh_channel()
+    deltas = [f"word{n} " for n in range(200)]
+    stack.script(answer(deltas, pace=0.1))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} talk")
+
+    def streaming() -> bool:
+        messages = stack.emu.bot_messages(channel.id)
+        return bool(messages) and "word3" in messages[0].content
+
+    await stack.emu.wait_until(streaming)
+    [message] = stack.emu.bot_messages(channel.id)
+    await stack.emu.inject_component(message.id, button_id(message, "stop"), "alice")
+    [stopped] = await stack.wait_for_final(channel.id)
+    await stack.emu.wait_until(lambda: stack.llm.disconnects == 1)
+    assert stopped.content.startswith("word0 word1 word2 word3")
+    assert "word199" not in stopped.content
+    assert stopped.content.endswith("\n\n-# ⏹️ Stopped.")
+
+
+async def test_regenerate_replaces_the_last_answer(stack: BotStack) -> None:
+    """Regenerate asks again without the old answer and writes into the same message."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["First try."]), answer(["Second try."]))
+    await mention_and_wait(stack, channel, "joke please", count=1)
+    [message] = stack.emu.bot_messages(channel.id)
+    await stack.emu.inject_component(message.id, button_id(message, "regen"), "alice")
+    await stack.emu.wait_until(
+        lambda: (
+            stack.emu.message(message.id).content == "Second try."
+            and has_button(stack.emu.message(message.id), "regen")
+        )
+    )
+    assert len(stack.emu.bot_messages(channel.id)) == 1
+    one, two = stack.requests()
+    assert input_texts(two) == input_texts(one) == ["[Alice]: joke please"]
+
+
+async def test_help_is_private(stack: BotStack) -> None:
+    """/help answers with the help text, visible only to the user who asked."""
+    channel = stack.fresh_channel()
+    record = await answered(
+        stack, await stack.emu.inject_interaction("help", user="bob", channel_id=channel.id)
+    )
+    assert record.ephemeral
+    assert reply_text(record).startswith("**I'm an AI assistant.**")
+
+
+async def test_stop_command_only_for_the_asker_or_a_moderator(stack: BotStack) -> None:
+    """/stop from someone else is refused; from a moderator it stops the answer."""
+    channel = stack.fresh_channel()
+    stack.script(answer([f"part{n} " for n in range(200)], pace=0.1))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} talk")
+    await stack.emu.wait_until(
+        lambda: any("part2" in m.content for m in stack.emu.bot_messages(channel.id))
+    )
+    refused = await answered(
+        stack, await stack.emu.inject_interaction("stop", user="bob", channel_id=channel.id)
+    )
+    assert "Only the person who asked" in reply_text(refused)
+    done = await answered(
+        stack, await stack.emu.inject_interaction("stop", user="mod", channel_id=channel.id)
+    )
+    assert reply_text(done) == "Stopped."
+    [stopped] = await stack.wait_for_final(channel.id)
+    assert stopped.content.endswith("-# ⏹️ Stopped.")
+    assert "part199" not in stopped.content
