@@ -132,6 +132,9 @@ class AssistantBot(commands.Bot):
         log.info("Logged in as %s (%s) in %d servers.", self.user, self.user.id, len(self.guilds))
         log.info("Invite URL: %s", url)
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: messages are the shared assistant's (its cog listens to them)."""
+
     async def close(self) -> None:
         """Stop answers in flight (keeping their text), then disconnect."""
         await self.turns.shutdown()

@@ -62,3 +62,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotSt
     """One bot process with its own redis-server, emulator and Responses server per module."""
     async with running_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
+        assert_clean_log(running.bot.stderr_text())
+
+
+def assert_clean_log(stderr: str) -> None:
+    """The bot logged no error and no traceback while a module's scenarios ran."""
+    bad = [line for line in stderr.splitlines() if line.startswith(("ERROR", "CRITICAL", "Trace"))]
+    assert bad == [], "the bot logged errors:\n" + "\n".join(bad[:20])
