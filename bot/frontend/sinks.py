@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.core.renderer import MessageGone, SentMessage, SinkError
+from bot.core.renderer import (
+    DEFAULT_LIMIT,
+    STREAMING_MARKER,
+    MessageGone,
+    SentMessage,
+    SinkError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,12 +236,7 @@ class InteractionSink:
     async def _edit_after_expiry(self, message: SentMessage, content: str) -> None:
         """A private answer ends with a cut notice; a public one is edited as a channel message."""
         if self.private:
-            if message.id == self.original_id:
-                await self.interaction.edit_original_response(content=content + PRIVATE_CUT_NOTICE)
-            else:
-                await self.interaction.followup.edit_message(
-                    int(message.id), content=content + PRIVATE_CUT_NOTICE
-                )
+            await self._end_private(message, content)
             raise MessageGone("private answer cut at the interaction token's lifetime")
         channel = self.interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or not hasattr(
@@ -243,3 +244,17 @@ class InteractionSink:
         ):
             raise MessageGone("no channel to continue in")
         await channel.get_partial_message(int(message.id)).edit(content=content)
+
+    async def _end_private(self, message: SentMessage, content: str) -> None:
+        """Show the text so far (no streaming marker) with the cut notice, while the token lives."""
+        text = content.removesuffix(STREAMING_MARKER).rstrip()
+        notice_apart = len(text) + len(PRIVATE_CUT_NOTICE) > DEFAULT_LIMIT
+        final = text if notice_apart else text + PRIVATE_CUT_NOTICE
+        if message.id == self.original_id:
+            await self.interaction.edit_original_response(content=final)
+        else:
+            await self.interaction.followup.edit_message(int(message.id), content=final)
+        if notice_apart:
+            await self.interaction.followup.send(
+                PRIVATE_CUT_NOTICE.strip(), ephemeral=True, silent=True
+            )
