@@ -68,6 +68,7 @@ class DiscordEmulator:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.store.attachment_base = self.base_url
         return self
 
     async def __aexit__(
@@ -276,11 +277,9 @@ class DiscordEmulator:
         return self.world.message_payload(message, gateway=True)
 
     def _store_uploads(self, message: Message, uploads: list[tuple[str, bytes]]) -> None:
-        """Serve injected attachments from this emulator, so a bot can download them."""
+        """Keep injected attachments' bytes, served at the URLs their payloads (already) carry."""
         for attachment, (_, data) in zip(message.attachments, uploads, strict=True):
             self.attachment_files[int(attachment["id"])] = data
-            url = f"{self.base_url}/attachments/{attachment['id']}/{attachment['filename']}"
-            attachment["url"] = attachment["proxy_url"] = url
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
