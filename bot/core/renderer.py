@@ -39,6 +39,8 @@ from bot.core.splitting import (
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1990
+STREAMING_MARKER = " ▌"
+"""Shown after the text while an answer streams; removed by the final edit."""
 """Characters per message: Discord allows 2,000; the margin is for safety."""
 MIN_LIMIT = 100
 MIN_ROOM = 40
@@ -157,7 +159,7 @@ class ReplyLayout:
         self,
         *,
         limit: int = DEFAULT_LIMIT,
-        marker: str = " ▌",
+        marker: str = STREAMING_MARKER,
         existing: Sequence[SentMessage] = (),
         show_sources: bool = True,
     ) -> None:
@@ -355,7 +357,7 @@ class ReplyRenderer:
         pacer: EditPacer,
         *,
         on_gone: Callable[[], None] | None = None,
-        marker: str = " ▌",
+        marker: str = STREAMING_MARKER,
         typing_every: float = 8.0,
         limit: int = DEFAULT_LIMIT,
         existing: Sequence[SentMessage] = (),

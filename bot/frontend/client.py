@@ -89,6 +89,8 @@ class AssistantBot(commands.Bot):
         self.pacer = EditPacer(min_interval=deps.settings.edit_interval_seconds)
         self.turns = TurnRunner(self)
         self._ready_once = False
+        # Said in the "Logged in" line, so a start-up that fails later prints only its error.
+        self.sync_outcome = "slash commands not synced"
 
     async def setup_hook(self) -> None:
         """Load the front-ends and sync slash commands when their definitions changed."""
@@ -97,7 +99,11 @@ class AssistantBot(commands.Bot):
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
-        """Sync to DEV_GUILD_ID or globally, only when changed, from one process at a time."""
+        """Sync to DEV_GUILD_ID or globally, only when changed, from one process at a time.
+
+        The outcome is logged with the "Logged in" line, not here: when the gateway then refuses
+        the bot (a missing intent, a bad token), the one error line is all a server owner sees.
+        """
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
@@ -107,15 +113,18 @@ class AssistantBot(commands.Bot):
         redis = self.deps.redis
         key = SYNC_HASH_KEY.format(scope=scope)
         if await redis.get(key) == digest.encode():
-            log.info("Slash commands unchanged; not syncing.")
+            self.sync_outcome = f"slash commands unchanged ({scope})"
+            log.debug("Slash commands unchanged; not syncing.")
             return
         if not await redis.set(SYNC_LOCK_KEY, "1", nx=True, ex=60):
-            log.info("Another process is syncing slash commands.")
+            self.sync_outcome = "slash commands synced by another process"
+            log.debug("Another process is syncing slash commands.")
             return
         try:
             synced = await self.tree.sync(guild=guild)
             await redis.set(key, digest)
-            log.info("Synced %d slash commands (%s).", len(synced), scope)
+            self.sync_outcome = f"synced {len(synced)} slash commands ({scope})"
+            log.debug("Synced %d slash commands (%s).", len(synced), scope)
         finally:
             await redis.delete(SYNC_LOCK_KEY)
 
@@ -129,7 +138,13 @@ class AssistantBot(commands.Bot):
             permissions=INVITE_PERMISSIONS,
             scopes=("bot", "applications.commands"),
         )
-        log.info("Logged in as %s (%s) in %d servers.", self.user, self.user.id, len(self.guilds))
+        log.info(
+            "Logged in as %s (%s) in %d servers; %s.",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            self.sync_outcome,
+        )
         log.info("Invite URL: %s", url)
 
     async def on_message(self, message: discord.Message, /) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
+import aiohttp
 import discord
 
 from bot.core.events import HistoryItem
@@ -52,7 +53,7 @@ def strip_bot_mention(content: str, me: discord.abc.User) -> str:
 
 
 async def attachment_text(message: discord.Message, budget: int) -> str:
-    """Text attachments (Discord turns long pastes into message.txt), up to `budget` chars."""
+    """Text attachments (Discord turns long pastes into message.txt); none read past `budget`."""
     parts: list[str] = []
     for att in message.attachments:
         if budget <= 0:
@@ -62,10 +63,10 @@ async def attachment_text(message: discord.Message, budget: int) -> str:
             continue
         try:
             raw = await att.read()
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
             log.warning("Could not read attachment %s: %s", att.filename, exc)
             continue
-        text = raw.decode("utf-8", errors="replace")[: budget + 1]
+        text = raw.decode("utf-8", errors="replace")  # whole, so a refusal tells the true size
         parts.append(f"[{att.filename}]\n{text}")
         budget -= len(text)
     return "\n\n".join(parts)

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.core.renderer import MessageGone, SentMessage, SinkError
+from bot.core.renderer import (
+    DEFAULT_LIMIT,
+    STREAMING_MARKER,
+    MessageGone,
+    SentMessage,
+    SinkError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +39,38 @@ class ViewSink(Protocol):
         """Replace (or with None, remove) the buttons of one of the sink's messages."""
 
 
-def _translate(exc: discord.HTTPException, what: str) -> Exception:
-    """A Discord error as the renderer's: gone (stop) or a plain failure (carry on)."""
-    if isinstance(exc, discord.NotFound | discord.Forbidden):
-        log.warning("Stopping an answer: %s failed: %s", what, exc)
+# Discord codes after which this answer cannot go on, with what a server owner should know.
+GONE_HINTS = {
+    10003: "the channel is gone",
+    10008: "the message was deleted",
+    50001: "the bot cannot see the channel",
+    50013: "the bot lacks Send Messages (or Send Messages in Threads) there",
+    50083: "the thread is archived and locked",
+}
+
+
+def describe_channel(channel: object, channel_id: int) -> str:
+    """A channel as a log line names it: #name (id)."""
+    name = getattr(channel, "name", None)
+    return f"#{name} ({channel_id})" if name else f"channel {channel_id}"
+
+
+def _translate(exc: discord.HTTPException, what: str, where: str) -> Exception:
+    """A Discord error as the renderer's: gone (stop, logged once) or a failure (carry on)."""
+    gone = isinstance(exc, discord.NotFound | discord.Forbidden) or exc.code in GONE_HINTS
+    if gone:
+        hint = GONE_HINTS.get(exc.code, "Discord refused it")
+        log.warning(
+            "Stopped an answer in %s: %s failed (%s %s: %s); %s.",
+            where,
+            what,
+            exc.status,
+            exc.code,
+            exc.text,
+            hint,
+        )
         return MessageGone(str(exc))
-    return SinkError(f"{what} failed: {exc}")
+    return SinkError(f"{what} in {where} failed: {exc}")
 
 
 class ChannelSink:
@@ -54,6 +86,7 @@ class ChannelSink:
         first_view: discord.ui.View | None = None,
     ) -> None:
         self.channel = channel
+        self.where = describe_channel(channel, channel_id)
         self.send_bucket = f"channel:{channel_id}"
         self.trigger = trigger
         self.mention_author = mention_author
@@ -80,7 +113,7 @@ class ChannelSink:
         try:
             message = await self.channel.send(content, **kwargs)
         except discord.HTTPException as exc:
-            raise _translate(exc, "sending a message") from exc
+            raise _translate(exc, "sending a message", self.where) from exc
         self.messages[str(message.id)] = message
         return SentMessage(id=str(message.id), bucket=self.send_bucket)
 
@@ -89,7 +122,7 @@ class ChannelSink:
         try:
             self.messages[message.id] = await self.messages[message.id].edit(content=content)
         except discord.HTTPException as exc:
-            raise _translate(exc, "editing a message") from exc
+            raise _translate(exc, "editing a message", self.where) from exc
 
     async def set_view(self, message: SentMessage, view: discord.ui.View | None) -> None:
         """Replace a part's buttons."""
@@ -98,7 +131,7 @@ class ChannelSink:
                 view=view, allowed_mentions=NO_PINGS
             )
         except discord.HTTPException as exc:
-            raise _translate(exc, "changing buttons") from exc
+            raise _translate(exc, "changing buttons", self.where) from exc
 
 
 class InteractionSink:
@@ -120,6 +153,7 @@ class InteractionSink:
         self.messages: dict[str, discord.Message] = {}
         self.token_bucket = f"interaction:{interaction.id}"
         channel_id = interaction.channel_id or 0
+        self.where = describe_channel(interaction.channel, channel_id)
         self.channel_bucket = f"channel:{channel_id}"
 
     @property
@@ -151,7 +185,7 @@ class InteractionSink:
                     content, wait=True, silent=True, ephemeral=self.private
                 )
         except discord.HTTPException as exc:
-            raise _translate(exc, "answering the command") from exc
+            raise _translate(exc, "answering the command", self.where) from exc
         self.messages[str(message.id)] = message
         return SentMessage(id=str(message.id), bucket=self.token_bucket)
 
@@ -163,7 +197,7 @@ class InteractionSink:
         try:
             message = await channel.send(content, silent=True, suppress_embeds=True)
         except discord.HTTPException as exc:
-            raise _translate(exc, "sending a message") from exc
+            raise _translate(exc, "sending a message", self.where) from exc
         self.messages[str(message.id)] = message
         return SentMessage(id=str(message.id), bucket=self.channel_bucket)
 
@@ -179,7 +213,7 @@ class InteractionSink:
             else:
                 await self.interaction.followup.edit_message(int(message.id), content=content)
         except discord.HTTPException as exc:
-            raise _translate(exc, "editing the answer") from exc
+            raise _translate(exc, "editing the answer", self.where) from exc
 
     async def set_view(self, message: SentMessage, view: discord.ui.View | None) -> None:
         """Replace the buttons of one of the answer's messages."""
@@ -197,17 +231,12 @@ class InteractionSink:
             else:
                 await self.interaction.followup.edit_message(int(message.id), view=view)
         except discord.HTTPException as exc:
-            raise _translate(exc, "changing buttons") from exc
+            raise _translate(exc, "changing buttons", self.where) from exc
 
     async def _edit_after_expiry(self, message: SentMessage, content: str) -> None:
         """A private answer ends with a cut notice; a public one is edited as a channel message."""
         if self.private:
-            if message.id == self.original_id:
-                await self.interaction.edit_original_response(content=content + PRIVATE_CUT_NOTICE)
-            else:
-                await self.interaction.followup.edit_message(
-                    int(message.id), content=content + PRIVATE_CUT_NOTICE
-                )
+            await self._end_private(message, content)
             raise MessageGone("private answer cut at the interaction token's lifetime")
         channel = self.interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or not hasattr(
@@ -215,3 +244,17 @@ class InteractionSink:
         ):
             raise MessageGone("no channel to continue in")
         await channel.get_partial_message(int(message.id)).edit(content=content)
+
+    async def _end_private(self, message: SentMessage, content: str) -> None:
+        """Show the text so far (no streaming marker) with the cut notice, while the token lives."""
+        text = content.removesuffix(STREAMING_MARKER).rstrip()
+        notice_apart = len(text) + len(PRIVATE_CUT_NOTICE) > DEFAULT_LIMIT
+        final = text if notice_apart else text + PRIVATE_CUT_NOTICE
+        if message.id == self.original_id:
+            await self.interaction.edit_original_response(content=final)
+        else:
+            await self.interaction.followup.edit_message(int(message.id), content=final)
+        if notice_apart:
+            await self.interaction.followup.send(
+                PRIVATE_CUT_NOTICE.strip(), ephemeral=True, silent=True
+            )

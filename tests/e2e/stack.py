@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -93,22 +94,34 @@ def answer(
 ) -> SseStream:
     """A streamed answer made of `deltas`, with `pace` seconds between them when given."""
     whole = sse_stream(list(deltas), **options)
-    steps = _paced(whole, list(deltas), pace) if pace else [whole]
-    return SseStream(steps, hold=hold)
-
-
-def _paced(whole: bytes, deltas: list[str], pace: float) -> list[Step]:
-    """Cut a transcript after every delta's SSE event and put a Delay between the pieces."""
+    if not pace:
+        return SseStream([whole], hold=hold)
     steps: list[Step] = []
+    for piece in _pieces(whole, list(deltas)):
+        steps += [piece, Delay(pace)]
+    return SseStream(steps[:-1], hold=hold)
+
+
+def paused_answer(deltas: Sequence[str], *, after: int, resume: asyncio.Event) -> SseStream:
+    """A streamed answer that stops after its first `after` deltas until `resume` is set."""
+    pieces = _pieces(sse_stream(list(deltas)), list(deltas))
+    head, tail = pieces[:after], pieces[after:]
+    return SseStream([b"".join(head), Wait(resume), b"".join(tail)])
+
+
+def _pieces(whole: bytes, deltas: list[str]) -> list[bytes]:
+    """A transcript cut after every delta's SSE event (the last piece holds the ending too)."""
+    if not deltas:
+        return [whole]
+    pieces: list[bytes] = []
     rest = whole
     for delta in deltas:
-        marker = b'"delta": ' + _json_str(delta)
-        at = rest.find(marker)
+        at = rest.find(b'"delta": ' + _json_str(delta))
         end = rest.find(b"\n\n", at) + 2
-        steps += [rest[:end], Delay(pace)]
+        pieces.append(rest[:end])
         rest = rest[end:]
-    steps.append(rest)
-    return steps
+    pieces[-1] += rest
+    return pieces
 
 
 def _json_str(text: str) -> bytes:

@@ -66,3 +66,61 @@ async def test_redis_restart_between_turns_is_survived(stack: BotStack) -> None:
     await stack.wait_for_final(channel.id, count=2, timeout=30)
     assert stack.emu.bot_messages(channel.id)[-1].content == "After."
     assert input_texts(stack.requests()[-1]) == ["[Alice]: after the restart"]
+
+
+def refused_in(stack: BotStack, channel_id: int, status: int) -> bool:
+    """Whether the emulator refused one of the bot's requests in a channel with `status`."""
+    return any(
+        call.status == status and call.params.get("channel_id") == str(channel_id)
+        for call in stack.emu.timeline
+    )
+
+
+async def test_channel_without_send_permission_is_logged_and_others_answered(
+    stack: BotStack,
+) -> None:
+    """403 50013 in one channel: one clear log line naming it, and the bot answers elsewhere."""
+    muted, other = stack.fresh_channel(), stack.fresh_channel()
+    stack.emu.forbid_sending(muted.id)
+    stack.script(answer(["Nobody sees this."]), answer(["Still answering."]))
+    await mention(stack, muted.id, "hello?")
+    await stack.emu.wait_until(lambda: refused_in(stack, muted.id, 403))
+    await mention(stack, other.id, "and here?")
+    [reply] = await stack.wait_for_final(other.id)
+    assert reply.content == "Still answering."
+    assert stack.bot.returncode is None
+    lines = [line for line in stack.bot.stderr_text().splitlines() if f"({muted.id})" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("WARNING ")
+    assert "Send Messages" in lines[0]
+    assert f"#{muted.name}" in lines[0]
+    assert "Traceback" not in stack.bot.stderr_text()
+
+
+async def test_thread_locked_mid_answer_stops_it_cleanly(stack: BotStack) -> None:
+    """A moderator locks the bot's thread while it answers: the answer stops, logged once."""
+    channel, other = stack.fresh_channel(), stack.fresh_channel()
+    stack.script(answer([f"part{n} " for n in range(200)], pace=0.1), answer(["Fine here."]))
+    await stack.emu.inject_interaction(
+        "chat", {"prompt": "Tell me everything"}, user="alice", channel_id=channel.id
+    )
+
+    def thread_streaming() -> bool:
+        threads = [c for c in stack.emu.world.channels.values() if c.parent_id == channel.id]
+        return bool(threads) and any(
+            "part2" in m.content for m in stack.emu.bot_messages(threads[0].id)
+        )
+
+    await stack.emu.wait_until(thread_streaming)
+    thread = next(c for c in stack.emu.world.channels.values() if c.parent_id == channel.id)
+    await stack.emu.lock_thread(thread.id)
+    await stack.emu.wait_until(lambda: refused_in(stack, thread.id, 400))
+    await mention(stack, other.id, "still there?")
+    await stack.wait_for_final(other.id)
+    assert stack.llm.disconnects == 1
+    assert stack.bot.returncode is None
+    lines = [line for line in stack.bot.stderr_text().splitlines() if f"({thread.id})" in line]
+    assert len(lines) == 1, lines
+    assert "archived and locked" in lines[0]
+    refusals = [c for c in stack.emu.timeline if c.status == 400]
+    assert len(refusals) == 1

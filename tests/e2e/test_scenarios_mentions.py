@@ -203,3 +203,39 @@ async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path:
         assert await second.stop() == 0
     assert [m.content for m in stack.emu.bot_messages(channel.id)] == ["Once only."]
     assert len(stack.requests()) == 1
+
+
+async def test_text_attachment_is_read_into_the_request(stack: BotStack) -> None:
+    """A long paste that Discord turned into message.txt reaches the model as text."""
+    channel = stack.fresh_channel()
+    paste = "\n".join(f"line {n}: some pasted log output" for n in range(150))
+    stack.script(answer(["Read it."]))
+    await stack.emu.inject_message(
+        channel.id,
+        "alice",
+        f"{stack.emu.bot_user.mention} what does this log say?",
+        attachments=[("message.txt", paste.encode())],
+    )
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "Read it."
+    [request] = stack.requests()
+    assert input_texts(request) == [f"[Alice]: what does this log say?\n\n[message.txt]\n{paste}"]
+
+
+async def test_too_long_attachment_is_refused_and_not_stored(stack: BotStack) -> None:
+    """A paste over MAX_INPUT_CHARS gets a clear refusal, asks nothing and is not kept."""
+    channel = stack.fresh_channel()
+    mention = stack.emu.bot_user.mention
+    stack.script(answer(["Short answer."]))
+    await stack.emu.inject_message(
+        channel.id, "alice", f"{mention} read this", attachments=[("message.txt", b"y" * 9000)]
+    )
+    await stack.emu.wait_until(lambda: bool(stack.emu.bot_messages(channel.id)))
+    [refusal] = stack.emu.bot_messages(channel.id)
+    assert "9,025 characters" in refusal.content  # the question, the file's name and its text
+    assert "8,000" in refusal.content
+    assert stack.requests() == []
+    await stack.emu.inject_message(channel.id, "alice", f"{mention} short one")
+    await stack.wait_for_final(channel.id)
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: short one"]

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from bot.frontend.sinks import PRIVATE_CUT_NOTICE
 from tests.e2e.discord_emulator.interactions import InteractionRecord
 from tests.e2e.discord_emulator.model import Channel, Message
-from tests.e2e.stack import BotStack, answer, button_id, has_button, input_texts
+from tests.e2e.stack import (
+    BotStack,
+    answer,
+    button_id,
+    has_button,
+    input_texts,
+    paused_answer,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -199,7 +209,9 @@ async def test_stop_button_keeps_the_text_so_far(stack: BotStack) -> None:
     await stack.emu.wait_until(lambda: stack.llm.disconnects == 1)
     assert stopped.content.startswith("word0 word1 word2 word3")
     assert "word199" not in stopped.content
-    assert stopped.content.endswith("\n\n-# ⏹️ Stopped.")
+    kept = stopped.content.removesuffix("\n\n-# ⏹️ Stopped.")
+    assert kept != stopped.content
+    assert kept == kept.rstrip(), repr(stopped.content[-40:])
 
 
 async def test_regenerate_replaces_the_last_answer(stack: BotStack) -> None:
@@ -249,3 +261,88 @@ async def test_stop_command_only_for_the_asker_or_a_moderator(stack: BotStack) -
     [stopped] = await stack.wait_for_final(channel.id)
     assert stopped.content.endswith("-# ⏹️ Stopped.")
     assert "part199" not in stopped.content
+
+
+# The bot stops using an interaction token 30 s before Discord's 15 minutes are over; the
+# emulator back-dates the interaction so that moment comes EXPIRES_IN seconds after it is sent.
+BOT_TOKEN_USE = 15 * 60 - 30
+EXPIRES_IN = 5.0
+STORY = ["Once upon a time."] + [f" Sentence {n:03d} of the long story." for n in range(90)]
+
+
+async def ask_near_expiry(
+    stack: BotStack, channel: Channel, *, private: bool, resume: asyncio.Event
+) -> tuple[InteractionRecord, float]:
+    """/ask whose token the bot sees expire soon, with `resume` set just after that moment.
+
+    Returns the record and the emulator-clock time by which the bot's clock passed the expiry.
+    """
+    record = await stack.emu.inject_interaction(
+        "ask",
+        {"prompt": "Tell me a long story", "private": private},
+        user="bob",
+        channel_id=channel.id,
+        age=BOT_TOKEN_USE - EXPIRES_IN,
+    )
+    expired_at = stack.emu.clock.now() + EXPIRES_IN
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + EXPIRES_IN + 0.5, resume.set)
+
+    def first_part_shown() -> bool:
+        message_id = record.original_message_id
+        return message_id is not None and "Once upon" in stack.emu.message(message_id).content
+
+    await stack.emu.wait_until(first_part_shown)
+    assert not resume.is_set(), "the machine was too slow to show the first part in time"
+    return record, expired_at
+
+
+def webhook_calls_after(stack: BotStack, record: InteractionRecord, since: float) -> list[str]:
+    """The interaction-webhook requests (method and route) made after `since`."""
+    return [
+        f"{call.method} {call.route}"
+        for call in stack.emu.timeline
+        if call.at > since and call.params.get("token") == record.token
+    ]
+
+
+def words(text: str) -> list[str]:
+    """The words of a text (message splits may drop the space between two messages)."""
+    return text.split()
+
+
+async def test_public_ask_continues_in_the_channel_after_the_token_expires(
+    stack: BotStack,
+) -> None:
+    """A public /ask outliving its 15-minute token carries on in ordinary channel messages."""
+    channel = stack.fresh_channel()
+    resume = asyncio.Event()
+    stack.script(paused_answer(STORY, after=1, resume=resume))
+    record, expired_at = await ask_near_expiry(stack, channel, private=False, resume=resume)
+    replies = await stack.wait_for_final(channel.id, timeout=30)
+    assert len(replies) >= 2
+    assert replies[0].id == record.original_message_id
+    assert words(" ".join(r.content for r in replies)) == words("".join(STORY))
+    assert webhook_calls_after(stack, record, expired_at) == []
+    assert all(call.status < 400 for call in stack.emu.timeline if call.at > expired_at)
+    assert not has_button(replies[0], "stop")
+    assert stack.emu.message(replies[1].id).interaction_id is None
+
+
+async def test_private_ask_ends_with_a_cut_notice_when_the_token_expires(
+    stack: BotStack,
+) -> None:
+    """A private /ask cannot leave its token: it ends, with a notice saying it was cut."""
+    channel = stack.fresh_channel()
+    resume = asyncio.Event()
+    stack.script(paused_answer(STORY[:20], after=1, resume=resume))
+    record, _ = await ask_near_expiry(stack, channel, private=True, resume=resume)
+    assert record.original_message_id is not None
+    original = stack.emu.message(record.original_message_id)
+    await stack.emu.wait_until(lambda: "Cut here" in original.content, timeout=30)
+    assert original.is_ephemeral
+    assert original.content.startswith("Once upon a time.")
+    assert original.content.endswith(PRIVATE_CUT_NOTICE)
+    assert "▌" not in original.content
+    assert [m.id for m in stack.emu.bot_messages(channel.id)] == [original.id]
+    assert all(call.status < 400 for call in stack.emu.timeline)

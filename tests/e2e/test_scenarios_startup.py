@@ -1,29 +1,58 @@
-"""Start-up scenarios of the real bot process: a missing privileged intent stops it clearly."""
+"""Start-up and shutdown of the real bot process: a missing intent stops it with one line,
+SIGTERM mid-answer exits cleanly and keeps the text so far."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.e2e.stack import running_stack
+from bot.core.history import HistoryStore
+from bot.core.keys import ConversationKey
+from tests.e2e.stack import answer, running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_missing_message_content_intent_stops_with_one_line(tmp_path: Path) -> None:
-    """Without the Message Content intent the bot exits 1 with one line saying where to fix it.
-
-    Slash commands are synced (and logged at INFO) before the gateway refuses the intent, so
-    only informational log records may come before that line: no warnings, no traceback.
-    """
+    """Without the Message Content intent the bot exits 1 with exactly one stderr line."""
     async with running_stack(
         tmp_path, channels=0, message_content_enabled=False, wait_ready=False
     ) as stack:
         status = await stack.bot.wait(timeout=30)
         stderr = stack.bot.stderr_text()
+        synced = bool(stack.emu.rest.command_syncs)
     assert status == 1
-    *before, last = stderr.strip().splitlines()
-    assert "Message Content intent" in last
-    assert "discord.com/developers/applications" in last
-    assert all(line.startswith("INFO ") for line in before), stderr
+    [line] = stderr.strip().splitlines()
+    assert "Message Content intent" in line
+    assert "discord.com/developers/applications" in line
+    assert synced, "the slash commands were synced before the gateway refused the intent"
+
+
+async def test_sigterm_mid_answer_exits_0_and_keeps_the_text_so_far(tmp_path: Path) -> None:
+    """SIGTERM while an answer streams: exit 0 in time, the partial answer kept as incomplete."""
+    async with running_stack(tmp_path, channels=1) as stack:
+        channel = stack.fresh_channel()
+        stack.script(answer([f"word{n} " for n in range(200)], pace=0.1))
+        await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} talk")
+        await stack.emu.wait_until(
+            lambda: any("word3" in m.content for m in stack.emu.bot_messages(channel.id))
+        )
+        status = await stack.bot.stop()  # SIGTERM; SIGKILL (and a status of -9) after 10 s
+        [shown] = stack.emu.bot_messages(channel.id)
+        key = ConversationKey(str(stack.emu.guild_id), str(channel.id))
+        redis = aioredis.Redis.from_url(stack.redis.url)
+        try:
+            store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=3600)
+            question, kept = await store.load(key)
+        finally:
+            await redis.aclose()
+    assert status == 0, stack.bot.stderr_text()
+    assert question.text == "talk"
+    assert kept.role == "assistant"
+    assert kept.status == "incomplete"
+    assert kept.text.startswith("word0 word1 word2 word3")
+    assert "word199" not in kept.text
+    assert shown.content.endswith("\n\n-# ⏹️ Stopped.")
+    assert "Traceback" not in stack.bot.stderr_text()

@@ -277,3 +277,22 @@ def test_any_stream_gives_valid_messages_that_give_back_the_text(
     for n, operation in enumerate(channel.operations):
         next_sent = sent_at.get(operation.index + 1)
         assert next_sent is None or n < next_sent, "a part was edited after the next was sent"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(["word", " ", "\n", "  ", "x" * 30, "\t"]), max_size=40),
+    limit=st.integers(min_value=100, max_value=200),
+)
+def test_no_whitespace_before_a_notice(pieces: list[str], limit: int) -> None:
+    """A stopped answer's kept text ends without trailing whitespace before its notice."""
+    layout, channel = ReplyLayout(limit=limit), FakeChannel()
+    for piece in pieces:
+        layout.add_text(piece)
+        channel.step(layout)
+    layout.finish(Incomplete("stopped"))
+    channel.drain(layout)
+    last = channel.contents[-1]
+    assert last.endswith("-# ⏹️ Stopped.")
+    text = last.removesuffix("-# ⏹️ Stopped.").removesuffix("\n\n")
+    assert text == text.rstrip(), repr(last)

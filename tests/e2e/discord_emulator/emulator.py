@@ -68,6 +68,7 @@ class DiscordEmulator:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self.store.attachment_base = self.base_url
         return self
 
     async def __aexit__(
@@ -106,6 +107,16 @@ class DiscordEmulator:
     @enforce_rate_limits.setter
     def enforce_rate_limits(self, value: bool) -> None:
         self.limiter.enforce = value
+
+    def forbid_sending(self, channel_id: int) -> None:
+        """From now on the bot's sends and edits in this channel get 403 50013 (no permission)."""
+        self.rest.forbidden_channels.add(channel_id)
+
+    async def lock_thread(self, thread_id: int) -> None:
+        """A moderator archives and locks a thread: the bot's sends and edits there get 50083."""
+        thread = self.store.channel(thread_id)
+        thread.archived = thread.locked = True
+        await self._dispatch("THREAD_UPDATE", thread.payload(self.world.guild_id))
 
     def advance_clock(self, seconds: float) -> None:
         """Let emulated time pass: acknowledgement deadlines, token expiry, rate-limit windows."""
@@ -266,11 +277,9 @@ class DiscordEmulator:
         return self.world.message_payload(message, gateway=True)
 
     def _store_uploads(self, message: Message, uploads: list[tuple[str, bytes]]) -> None:
-        """Serve injected attachments from this emulator, so a bot can download them."""
+        """Keep injected attachments' bytes, served at the URLs their payloads (already) carry."""
         for attachment, (_, data) in zip(message.attachments, uploads, strict=True):
             self.attachment_files[int(attachment["id"])] = data
-            url = f"{self.base_url}/attachments/{attachment['id']}/{attachment['filename']}"
-            attachment["url"] = attachment["proxy_url"] = url
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
@@ -291,8 +300,13 @@ class DiscordEmulator:
         *,
         user: User | str,
         channel_id: int,
+        age: float = 0.0,
     ) -> InteractionRecord:
-        """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2)."""
+        """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2).
+
+        `age` back-dates the interaction (its snowflake and its token's 15 minutes) by that many
+        seconds, so a bot on the real clock reaches the token's expiry soon after.
+        """
         member = self.user(user) if isinstance(user, str) else user
         command = self._synced_command(command_name)
         data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
@@ -302,7 +316,7 @@ class DiscordEmulator:
             data["options"], resolved = self._options(command, options)
             if resolved:
                 data["resolved"] = resolved
-        record = self.interactions.new_record(2, member, channel_id, data)
+        record = self.interactions.new_record(2, member, channel_id, data, age=age)
         await self._dispatch("INTERACTION_CREATE", record.payload)
         return record
 

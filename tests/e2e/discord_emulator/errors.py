@@ -76,3 +76,13 @@ def unauthorized() -> DiscordError:
 def not_found_route() -> DiscordError:
     """404 code 0 for a route Discord does not have (or the emulator does not know)."""
     return DiscordError(404, 0, "404: Not Found")
+
+
+def missing_permissions() -> DiscordError:
+    """403 code 50013: the bot lacks a permission for this channel (e.g. Send Messages)."""
+    return DiscordError(403, 50013, "Missing Permissions")
+
+
+def thread_archived() -> DiscordError:
+    """400 code 50083: the thread is archived (and locked, so the bot cannot reopen it)."""
+    return DiscordError(400, 50083, "Thread is archived")

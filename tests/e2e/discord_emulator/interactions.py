@@ -36,6 +36,7 @@ class InteractionRecord:
     followup_ids: list[int] = field(default_factory=list)
     ephemeral: bool = False
     filled: bool = False
+    age: float = 0.0
 
     @property
     def deferred_and_unfilled(self) -> bool:
@@ -55,10 +56,16 @@ class Interactions:
         self.token_lifetime = TOKEN_LIFETIME_SECONDS
 
     def new_record(
-        self, kind: int, user: User, channel_id: int, data: dict[str, Any]
+        self, kind: int, user: User, channel_id: int, data: dict[str, Any], *, age: float = 0.0
     ) -> InteractionRecord:
-        """Create the record and the INTERACTION_CREATE payload for one injected interaction."""
-        interaction_id = self.world.snowflakes.next()
+        """Create the record and the INTERACTION_CREATE payload for one injected interaction.
+
+        With `age`, the interaction's snowflake (which clients read its creation time from) and
+        its token's 15 minutes start that many seconds in the past; the 3-second acknowledgement
+        deadline still counts from now.
+        """
+        snowflakes = self.world.snowflakes
+        interaction_id = snowflakes.aged(age) if age else snowflakes.next()
         token = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
         channel = self.store.channel(channel_id)
         payload = {
@@ -83,7 +90,7 @@ class Interactions:
             "attachment_size_limit": 10 * 1024 * 1024,
         }
         record = InteractionRecord(
-            interaction_id, token, kind, user, channel.id, self.world.clock.now(), payload
+            interaction_id, token, kind, user, channel.id, self.world.clock.now(), payload, age=age
         )
         self.records[interaction_id] = record
         self.by_token[token] = record
@@ -185,7 +192,7 @@ class Interactions:
         record = self.by_token.get(token)
         if record is None or application_id != self.world.application_id:
             raise errors.unknown_webhook()
-        if self.world.clock.now() - record.created_at > self.token_lifetime:
+        if self.world.clock.now() - record.created_at + record.age > self.token_lifetime:
             raise errors.invalid_webhook_token()
         return record
 

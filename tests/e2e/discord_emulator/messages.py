@@ -57,6 +57,8 @@ class MessageStore:
     def __init__(self, world: World, dispatch: Dispatch) -> None:
         self.world = world
         self.dispatch = dispatch
+        # Where attachment URLs point; the emulator sets its own address once it serves.
+        self.attachment_base = "https://cdn.discordapp.invalid"
 
     def channel(self, channel_id: int) -> Channel:
         """A known channel or thread, else 404 10003."""
@@ -180,7 +182,7 @@ class MessageStore:
         result = []
         for upload in files:
             attachment_id = self.world.snowflakes.next()
-            url = f"https://cdn.discordapp.invalid/attachments/{attachment_id}/{upload['filename']}"
+            url = f"{self.attachment_base}/attachments/{attachment_id}/{upload['filename']}"
             result.append(
                 {
                     "id": str(attachment_id),

@@ -75,6 +75,11 @@ class Snowflakes:
         self.last = max(candidate, self.last + 1)
         return self.last
 
+    def aged(self, seconds: float) -> int:
+        """A unique snowflake whose timestamp lies `seconds` in the past (an old interaction)."""
+        millis = int((self.clock.wall().timestamp() - seconds) * 1000) - DISCORD_EPOCH_MS
+        return (millis << 22) | (next(self.counter) & 0xFFF)
+
 
 def iso(moment: datetime) -> str:
     """Discord's ISO-8601 timestamp form."""
@@ -185,6 +190,7 @@ class Channel:
     owner_id: int | None = None
     auto_archive_duration: int = 1440
     archived: bool = False
+    locked: bool = False
     created_at: datetime | None = None
     message_count: int = 0
 
@@ -225,7 +231,7 @@ class Channel:
                 "archived": self.archived,
                 "auto_archive_duration": self.auto_archive_duration,
                 "archive_timestamp": created,
-                "locked": False,
+                "locked": self.locked,
                 "create_timestamp": created,
             },
         }

@@ -126,6 +126,7 @@ class RestApi:
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self.typing: list[tuple[float, int]] = []
+        self.forbidden_channels: set[int] = set()
 
     def register(self, app: web.Application) -> None:
         """Add every route, then the loud catch-all for unknown ones."""
@@ -238,7 +239,12 @@ class RestApi:
         return 200, self.world.message_payload(message)
 
     def _limit(self, channel_id: int, call: Call) -> None:
-        """Count a create/edit against the channel; raise 429 when the limiter refuses."""
+        """Refuse a create/edit the bot may not make; count it; raise 429 when limited."""
+        channel = self.store.channel(channel_id)
+        if channel_id in self.forbidden_channels:
+            raise errors.missing_permissions()
+        if channel.is_thread and channel.archived and channel.locked:
+            raise errors.thread_archived()
         verdict = self.limiter.take(channel_id)
         call.headers.update(verdict.headers)
         if not verdict.allowed:
