@@ -24,8 +24,8 @@ from bot.core.renderer import (
     SentMessage,
     SinkError,
 )
-from bot.frontend.buttons import answer_view, remember_last_answer
-from bot.frontend.sinks import ChannelSink, ViewSink
+from bot.frontend.buttons import answer_view, last_answer, remember_last_answer
+from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 if TYPE_CHECKING:
     from bot.frontend.client import AssistantBot
@@ -137,6 +137,10 @@ class TurnRunner:
         messages = answer.render.messages
         if answer.render.gone or not messages:
             return
+        ids = [m.id for m in messages]
+        # Remember it before Regenerate shows, so a quick press finds it already the latest.
+        previous = await last_answer(self.bot, key)
+        await remember_last_answer(self.bot, key, ids)
         first, last = messages[0], messages[-1]
         pacer = self.bot.pacer
         try:
@@ -148,7 +152,21 @@ class TurnRunner:
         except (MessageGone, SinkError) as exc:
             log.info("Could not update the buttons of an answer in %s: %s", key, exc)
             return
-        await remember_last_answer(self.bot, key, [m.id for m in messages])
+        if previous and previous[-1] not in ids:
+            await self._drop_regenerate(key, previous[-1])
+
+    async def _drop_regenerate(self, key: ConversationKey, message_id: str) -> None:
+        """Take Regenerate off the answer that is no longer the latest (best effort)."""
+        channel = self.bot.get_channel(int(key.channel))
+        if not isinstance(channel, discord.TextChannel | discord.Thread):
+            return
+        try:
+            await self.bot.pacer.acquire(f"channel:{channel.id}")
+            await channel.get_partial_message(int(message_id)).edit(
+                view=None, allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException as exc:
+            log.info("Could not take Regenerate off message %s: %s", message_id, exc)
 
     async def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> None:
         """Answer the conversation's last question again, into the same messages."""

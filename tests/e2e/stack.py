@@ -61,10 +61,13 @@ class BotStack:
         count: int = 1,
         timeout: float = 20.0,  # noqa: ASYNC109 -- a deadline per wait keeps scenarios readable
     ) -> list[Message]:
-        """Wait until `count` answers in a channel carry Regenerate; their public messages."""
+        """Wait until `count` answers in a channel got Regenerate; their public messages.
+
+        An answer loses Regenerate when a newer one finishes, so this counts every answer that
+        ever carried it."""
 
         def done() -> bool:
-            finished = [m for m in self.emu.bot_messages(channel_id) if has_button(m, "regen")]
+            finished = [m for m in self.emu.bot_messages(channel_id) if had_button(m, "regen")]
             return len(finished) >= count and (predicate is None or predicate())
 
         await self.emu.wait_until(done, timeout)
@@ -76,6 +79,19 @@ def has_button(message: Message, kind: str) -> bool:
     return any(
         str(button.get("custom_id", "")).startswith(f"llm:{kind}:")
         for row in message.components
+        for button in row.get("components", [])
+    )
+
+
+def had_button(message: Message, kind: str) -> bool:
+    """Whether a message carries, or once carried, an llm:<kind>: button."""
+    revisions = [message.components] + [
+        edit.body.get("components") or [] for edit in message.edits if isinstance(edit.body, dict)
+    ]
+    return any(
+        str(button.get("custom_id", "")).startswith(f"llm:{kind}:")
+        for rows in revisions
+        for row in rows
         for button in row.get("components", [])
     )
 

@@ -239,3 +239,21 @@ async def test_too_long_attachment_is_refused_and_not_stored(stack: BotStack) ->
     await stack.wait_for_final(channel.id)
     [request] = stack.requests()
     assert input_texts(request) == ["[Alice]: short one"]
+
+
+async def test_only_the_latest_answer_keeps_regenerate(stack: BotStack) -> None:
+    """When a newer answer finishes, the older one's Regenerate button is taken off."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["First answer."]), answer(["Second answer."]))
+    mention = stack.emu.bot_user.mention
+    await stack.emu.inject_message(channel.id, "alice", f"{mention} one")
+    [first] = await stack.wait_for_final(channel.id)
+    await stack.emu.inject_message(channel.id, "bob", f"{mention} two")
+
+    def old_button_gone() -> bool:
+        return not has_button(stack.emu.message(first.id), "regen")
+
+    older, newer = await stack.wait_for_final(channel.id, old_button_gone, count=2)
+    assert older.id == first.id
+    assert newer.content == "Second answer."
+    assert has_button(newer, "regen")
