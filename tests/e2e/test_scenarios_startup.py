@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
+from tests.e2e.bot_process import BotProcess
 from tests.e2e.stack import answer, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -56,3 +57,24 @@ async def test_sigterm_mid_answer_exits_0_and_keeps_the_text_so_far(tmp_path: Pa
     assert "word199" not in kept.text
     assert shown.content.endswith("\n\n-# ⏹️ Stopped.")
     assert "Traceback" not in stack.bot.stderr_text()
+
+
+async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> None:
+    """With DEV_GUILD_ID the commands go to that server; a restart with the same definitions
+    (same Redis) does not sync again, sparing Discord's daily command-creation cap."""
+    async with running_stack(tmp_path, channels=0) as stack:
+        emu = stack.emu
+        assert [scope for scope, _ in emu.rest.command_syncs] == [None]
+        env = dict(stack.bot.env, DEV_GUILD_ID=str(emu.guild_id))
+        for run in ("first", "second"):
+            identified = emu.gateway.identifies
+            async with BotProcess(env, tmp_path / run) as bot:
+                # The sync is decided in setup_hook, before the bot identifies on the gateway.
+                await emu.wait_until(lambda: emu.gateway.identifies > identified)  # noqa: B023
+                assert await bot.stop() == 0
+        scopes = [scope for scope, _ in emu.rest.command_syncs]
+    assert scopes == [None, emu.guild_id]
+    names = {
+        command["name"] for _, definitions in emu.rest.command_syncs for command in definitions
+    }
+    assert {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"} <= names
