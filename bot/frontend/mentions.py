@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
 from bot.frontend.help import HELP_TEXT
-from bot.frontend.sinks import ChannelSink
+from bot.frontend.sinks import ChannelSink, describe_channel
 
 if TYPE_CHECKING:
     from bot.frontend.client import AssistantBot
@@ -34,8 +34,15 @@ class SharedAssistant(commands.Cog):
         """Queue an answer when a message is meant for the bot."""
         if not await self._is_for_me(message):
             return
-        assert isinstance(message.channel, discord.abc.GuildChannel | discord.Thread)
-        key = m.conversation_key(message.channel)
+        channel = message.channel
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        if not m.can_send(channel, channel.guild.me):
+            log.warning(
+                "Not answering in %s: the bot may not send messages there.",
+                describe_channel(channel, channel.id),
+            )
+            return
+        key = m.conversation_key(channel)
         if not self.bot.turns.submit(key, lambda: self._answer(message)):
             await self._reply_quietly(message, BUSY)
 
@@ -65,6 +72,8 @@ class SharedAssistant(commands.Cog):
         """Build the turn from the message (and what it replies to) and stream the answer."""
         if not await self._claim(message):
             return
+        channel = message.channel
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
         me = self.bot.user
         assert me is not None
         settings = self.bot.settings
@@ -85,8 +94,6 @@ class SharedAssistant(commands.Cog):
         items = [
             item for item in (m.reply_context(message, me), m.user_item(message, text)) if item
         ]
-        channel = message.channel
-        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
         key = m.conversation_key(channel)
         sink = ChannelSink(
             message.channel,

@@ -24,6 +24,14 @@ def conversation_key(channel: discord.abc.GuildChannel | discord.Thread) -> Conv
     return ConversationKey(str(channel.guild.id), str(channel.id))
 
 
+def can_send(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member) -> bool:
+    """Whether the bot may post in the channel now (so no model call is spent in vain)."""
+    perms = channel.permissions_for(me)
+    if isinstance(channel, discord.Thread):
+        return perms.send_messages_in_threads and not (channel.locked and not perms.manage_threads)
+    return perms.send_messages
+
+
 def speaker_name(author: discord.abc.User) -> str:
     """The display name as the model sees it: no newlines or brackets, so nobody can fake one."""
     name = re.sub(r"[\r\n\[\]]+", " ", author.display_name).strip()

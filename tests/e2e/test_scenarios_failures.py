@@ -97,6 +97,28 @@ async def test_channel_without_send_permission_is_logged_and_others_answered(
     assert "Traceback" not in stack.bot.stderr_text()
 
 
+async def test_channel_denying_the_bot_is_not_answered_and_costs_no_model_call(
+    stack: BotStack,
+) -> None:
+    """An overwrite denying the bot Send Messages: it skips the mention without asking the
+    model and says why in one log line, and keeps answering elsewhere."""
+    denied, other = stack.fresh_channel(), stack.fresh_channel()
+    await stack.emu.deny_bot_sending(denied.id)
+    stack.script(answer(["Still here."]))
+    await mention(stack, denied.id, "anyone?")
+    await mention(stack, other.id, "and here?")
+    [reply] = await stack.wait_for_final(other.id)
+    assert reply.content == "Still here."
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: and here?"]
+    assert stack.emu.bot_messages(denied.id) == []
+    assert not refused_in(stack, denied.id, 403)
+    lines = [line for line in stack.bot.stderr_text().splitlines() if f"({denied.id})" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("WARNING ")
+    assert "may not send" in lines[0]
+
+
 async def test_thread_locked_mid_answer_stops_it_cleanly(stack: BotStack) -> None:
     """A moderator locks the bot's thread while it answers: the answer stops, logged once."""
     channel, other = stack.fresh_channel(), stack.fresh_channel()

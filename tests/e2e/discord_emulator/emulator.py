@@ -12,7 +12,7 @@ from aiohttp import web
 from tests.e2e.discord_emulator.gateway import MESSAGE_CONTENT_INTENT, Gateway, GatewayOptions
 from tests.e2e.discord_emulator.interactions import InteractionRecord, Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import Channel, Clock, Message, User, iso
+from tests.e2e.discord_emulator.model import SEND_MESSAGES, Channel, Clock, Message, User, iso
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter
 from tests.e2e.discord_emulator.rest import API_PREFIX, RestApi, RestCall
 from tests.e2e.discord_emulator.world import World
@@ -111,6 +111,22 @@ class DiscordEmulator:
     def forbid_sending(self, channel_id: int) -> None:
         """From now on the bot's sends and edits in this channel get 403 50013 (no permission)."""
         self.rest.forbidden_channels.add(channel_id)
+
+    async def deny_bot_sending(self, channel_id: int, *, denied: bool = True) -> None:
+        """Set (or lift) a channel overwrite that denies the bot's role Send Messages, as a server
+        admin would; the bot learns it from CHANNEL_UPDATE, and REST refuses its sends too."""
+        channel = self.store.channel(channel_id)
+        bot_role = next(r for r in self.world.roles.values() if r.bot_id == self.bot_user.id)
+        channel.overwrites = (
+            [{"id": str(bot_role.id), "type": 0, "allow": "0", "deny": str(SEND_MESSAGES)}]
+            if denied
+            else []
+        )
+        if denied:
+            self.rest.forbidden_channels.add(channel_id)
+        else:
+            self.rest.forbidden_channels.discard(channel_id)
+        await self._dispatch("CHANNEL_UPDATE", channel.payload(self.world.guild_id))
 
     async def lock_thread(self, thread_id: int) -> None:
         """A moderator archives and locks a thread: the bot's sends and edits there get 50083."""

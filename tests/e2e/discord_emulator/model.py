@@ -193,6 +193,7 @@ class Channel:
     locked: bool = False
     created_at: datetime | None = None
     message_count: int = 0
+    overwrites: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_thread(self) -> bool:
@@ -207,7 +208,7 @@ class Channel:
             "guild_id": str(guild_id),
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": list(self.overwrites),
             "nsfw": False,
             "rate_limit_per_user": 0,
             "topic": None,
