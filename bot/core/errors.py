@@ -174,6 +174,12 @@ class LLMStreamError(LLMError):
         self.code = code
 
 
+class StorageError(LLMError):
+    """The conversation store (Redis) failed, so the turn could not run or be kept."""
+
+    default_user_message = "I can't reach my conversation store right now; please try again soon."
+
+
 def status_error(
     status: int,
     code: str | int | None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
+from redis.exceptions import RedisError
 
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
@@ -62,10 +63,16 @@ class SharedAssistant(commands.Cog):
         return False
 
     async def _claim(self, message: discord.Message) -> bool:
-        """Whether this process is the one to answer (each message is handled once)."""
-        claimed = await self.bot.deps.redis.set(
-            f"bot:handled:{message.id}", "1", nx=True, ex=DEDUPE_TTL
-        )
+        """Whether this process is the one to answer (each message is handled once).
+
+        With Redis unreachable every process answers; the answer then says the store is down."""
+        try:
+            claimed = await self.bot.deps.redis.set(
+                f"bot:handled:{message.id}", "1", nx=True, ex=DEDUPE_TTL
+            )
+        except RedisError as exc:
+            log.warning("Could not claim message %s: %s", message.id, exc)
+            return True
         return bool(claimed)
 
     async def _answer(self, message: discord.Message) -> None:

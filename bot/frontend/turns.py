@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import discord
+from redis.exceptions import RedisError
 
 from bot.core.conversation import TurnRequest, TurnResult
-from bot.core.events import HistoryItem
+from bot.core.errors import StorageError
+from bot.core.events import Failed, HistoryItem
 from bot.core.keys import ConversationKey
 from bot.core.renderer import (
     MessageGone,
@@ -24,6 +26,7 @@ from bot.core.renderer import (
     SentMessage,
     SinkError,
 )
+from bot.core.turnlock import TurnLockTimeout
 from bot.frontend.buttons import answer_view, last_answer, remember_last_answer
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
@@ -102,24 +105,23 @@ class TurnRunner:
         record: bool = True,
         existing: Sequence[SentMessage] = (),
     ) -> Answer:
-        """Stream one answer into the sink while the model writes it; store the turn."""
-        prefs = await self.bot.prefs.effective(key)
+        """Stream one answer into the sink while the model writes it; store the turn.
+
+        If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
+        one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
         renderer = ReplyRenderer(sink, self.bot.pacer, on_gone=running.stop.set, existing=existing)
-        turn = TurnRequest(
-            key=key,
-            new_items=new_items,
-            user_key=f"discord:{asker_id}",
-            model=prefs["model"].value,
-            instructions=_instructions(prefs["system"].value),
-            record=record,
-            regenerate=bool(existing),
-        )
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
         try:
-            result = await self.bot.deps.core.service.run_turn(
-                turn, renderer.feed, stop=running.stop
+            result = await self._run_turn(
+                key,
+                new_items=new_items,
+                asker_id=asker_id,
+                running=running,
+                renderer=renderer,
+                record=record,
+                regenerate=bool(existing),
             )
         except BaseException:
             render_task.cancel()
@@ -130,6 +132,36 @@ class TurnRunner:
             self._running.pop(key, None)
         return Answer(turn=result, render=await render_task)
 
+    async def _run_turn(
+        self,
+        key: ConversationKey,
+        *,
+        new_items: Sequence[HistoryItem],
+        asker_id: int,
+        running: Running,
+        renderer: ReplyRenderer,
+        record: bool,
+        regenerate: bool,
+    ) -> TurnResult:
+        """Read the choices in force and run the turn; a storage failure becomes a notice."""
+        try:
+            prefs = await self.bot.prefs.effective(key)
+            turn = TurnRequest(
+                key=key,
+                new_items=new_items,
+                user_key=f"discord:{asker_id}",
+                model=prefs["model"].value,
+                instructions=_instructions(prefs["system"].value),
+                record=record,
+                regenerate=regenerate,
+            )
+            return await self.bot.deps.core.service.run_turn(turn, renderer.feed, stop=running.stop)
+        except (RedisError, TurnLockTimeout) as exc:
+            log.warning("Conversation store failed in %s: %s", key, exc)
+            failed = Failed(StorageError(str(exc)))
+            renderer.feed(failed)
+            return TurnResult(text="", final=failed)
+
     async def finish_buttons(
         self, key: ConversationKey, asker_id: int, sink: ViewSink, answer: Answer
     ) -> None:
@@ -139,8 +171,12 @@ class TurnRunner:
             return
         ids = [m.id for m in messages]
         # Remember it before Regenerate shows, so a quick press finds it already the latest.
-        previous = await last_answer(self.bot, key)
-        await remember_last_answer(self.bot, key, ids)
+        try:
+            previous = await last_answer(self.bot, key)
+            await remember_last_answer(self.bot, key, ids)
+        except RedisError as exc:
+            log.warning("Could not remember the latest answer in %s: %s", key, exc)
+            previous = None
         first, last = messages[0], messages[-1]
         pacer = self.bot.pacer
         try:

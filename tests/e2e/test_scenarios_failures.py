@@ -68,6 +68,29 @@ async def test_redis_restart_between_turns_is_survived(stack: BotStack) -> None:
     assert input_texts(stack.requests()[-1]) == ["[Alice]: after the restart"]
 
 
+async def test_redis_down_during_a_turn_gets_a_notice_then_recovers(stack: BotStack) -> None:
+    """With Redis down the mention gets a one-line notice (no silence, no crash); once Redis is
+    back the next mention is answered normally."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Back."]))
+    stack.redis.stop()
+    try:
+        await mention(stack, channel.id, "are you there?")
+        await stack.emu.wait_until(
+            lambda: any(
+                "conversation store" in m.content for m in stack.emu.bot_messages(channel.id)
+            )
+        )
+    finally:
+        stack.redis.start()
+    await mention(stack, channel.id, "and now?")
+    await stack.wait_for_final(channel.id, count=2, timeout=30)
+    assert stack.emu.bot_messages(channel.id)[-1].content == "Back."
+    assert stack.bot.returncode is None
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: and now?"]
+
+
 def refused_in(stack: BotStack, channel_id: int, status: int) -> bool:
     """Whether the emulator refused one of the bot's requests in a channel with `status`."""
     return any(
