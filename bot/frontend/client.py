@@ -75,6 +75,7 @@ class AssistantBot(commands.Bot):
                 replied_user=deps.settings.reply_mentions_author,
             ),
             max_ratelimit_timeout=30.0,
+            max_messages=None,  # nothing reads the message cache: replies carry their target
         )
         self.deps = deps
         self.settings = deps.settings
