@@ -1,26 +1,31 @@
-"""`python -m bench`: SSE decode throughput and Redis history latency, printed as a table.
+"""`python -m bench` (`make bench`): the bot's speed and memory, printed as tables.
 
-The SSE part decodes a large realistic transcript cut into random chunks (as a network would
-deliver it), once with the bare decoder and once through the Responses event parser too.
-The history part starts its own redis-server on a free port (never the REDIS_URL of a .env)
-and times `HistoryStore.append` of one exchange and `HistoryStore.load` of a full history.
+The machine's core count comes first, since every number depends on it. Then: SSE decode
+throughput (a large realistic transcript cut into random network chunks, bare and through the
+Responses event parser), `HistoryStore` latencies, the renderer's hot path, memory (per-key
+state in the process after 10,000 conversations; Redis memory per full conversation) and live
+replies under load in real time (bench_live, ~50 s). Redis work uses the bench's own
+redis-server on a free port, never the REDIS_URL of a .env.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import platform
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import bench_renderer
+from bench import bench_live, bench_memory, bench_renderer
+from bench.table import Row, print_table
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
@@ -36,15 +41,6 @@ MAX_CHUNK = 4096
 HISTORY_APPENDS = 500
 HISTORY_LOADS = 500
 HISTORY_ITEMS = 40
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the result table."""
-
-    name: str
-    value: str
-    detail: str = ""
 
 
 def transcript_chunks(rng: random.Random) -> tuple[bytes, list[bytes]]:
@@ -91,18 +87,31 @@ def sse_rows() -> list[Row]:
     """The SSE throughput rows."""
     data, chunks = transcript_chunks(random.Random(SEED))
     size = len(data)
-    rows = [Row("transcript", f"{size / 1e6:.1f} MB", f"{len(chunks)} chunks of 1-{MAX_CHUNK} B")]
-    for name, work in (("SSE decode", decode_only), ("SSE decode + parse", decode_and_parse)):
+    rows = [
+        Row(
+            "transcript",
+            f"{size / 1e6:.1f} MB",
+            f"{len(chunks)} chunks of 1-{MAX_CHUNK} B",
+            "the SSE input: 40,000 deltas of mixed scripts and emoji",
+        )
+    ]
+    works = (
+        ("SSE decode", decode_only, "bytes to SSE events (median of runs)"),
+        ("SSE decode + parse", decode_and_parse, "bytes to typed answer events (median of runs)"),
+    )
+    for name, work, explains in works:
         best, median = throughput(size, functools.partial(work, chunks))
-        rows.append(Row(name, f"{median:.1f} MB/s", f"best {best:.1f} MB/s, {SSE_RUNS} runs"))
+        detail = f"best {best:.1f} MB/s, {SSE_RUNS} runs"
+        rows.append(Row(name, f"{median:.1f} MB/s", detail, explains))
     return rows
 
 
-def latency_row(name: str, seconds: list[float]) -> Row:
+def latency_row(name: str, seconds: list[float], explains: str) -> Row:
     """A row with the median latency and the spread."""
     ms = sorted(s * 1000 for s in seconds)
     p95 = ms[int(len(ms) * 0.95) - 1]
-    return Row(name, f"{statistics.median(ms):.3f} ms", f"p95 {p95:.3f} ms, max {ms[-1]:.3f} ms")
+    spread = f"p95 {p95:.3f} ms, max {ms[-1]:.3f} ms"
+    return Row(name, f"{statistics.median(ms):.3f} ms", spread, explains)
 
 
 async def timed(count: int, action: Callable[[int], Awaitable[object]]) -> list[float]:
@@ -136,32 +145,41 @@ async def history_rows(url: str) -> list[Row]:
     finally:
         await client.aclose()
     return [
-        latency_row("history append (2 items)", appends),
-        latency_row(f"history load ({loaded} items)", loads),
+        latency_row(
+            "history append (2 items)", appends, "one exchange stored: Lua append + trim + TTL"
+        ),
+        latency_row(f"history load ({loaded} items)", loads, "a full history read and decoded"),
     ]
 
 
-def print_table(rows: list[Row]) -> None:
-    """The rows as an aligned table."""
-    width = max(len(row.name) for row in rows)
-    value_width = max(len(row.value) for row in rows)
-    for row in rows:
-        print(f"{row.name:<{width}}  {row.value:>{value_width}}  {row.detail}")
+def machine_line() -> str:
+    """The machine the numbers come from: cores, Python, redis-server."""
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return f"Machine: {cores} cores ({usable} usable), Python {platform.python_version()}"
+
+
+async def redis_rows(url: str) -> tuple[list[Row], list[Row]]:
+    """History latency rows, then memory rows, on the bench's redis-server."""
+    return await history_rows(url), await bench_memory.all_rows(url)
 
 
 def main() -> None:
-    """Run every benchmark and print the table."""
-    rows = sse_rows()
+    """Run every benchmark and print the tables."""
+    print(machine_line(), end="\n\n", flush=True)
+    sse = sse_rows()
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as workdir:
         server = RedisServer(Path(workdir))
         server.start()
         try:
-            rows += asyncio.run(history_rows(server.url))
+            history, memory = asyncio.run(redis_rows(server.url))
         finally:
             server.stop()
-    print_table(rows)
-    print()
-    bench_renderer.main()
+    print_table("Speed: SSE decoding and Redis history", [*sse, *history])
+    print_table("Renderer hot path", bench_renderer.rows())
+    print_table("Memory", memory)
+    sys.stdout.flush()
+    bench_live.main()
 
 
 if __name__ == "__main__":

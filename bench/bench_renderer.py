@@ -1,6 +1,6 @@
 """Throughput of the renderer's hot path: `feed()` of many small deltas (not part of the tests).
 
-Run: `.venv/bin/python bench/bench_renderer.py`. Reports microseconds per delta for plain prose
+Run: `.venv/bin/python -m bench.bench_renderer`. Reports microseconds per delta for plain prose
 and for a long code block, both split into ~1,990-character messages.
 """
 
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import time
 
+from bench.table import Row, print_table
 from bot.core.events import Completed
 from bot.core.renderer import ReplyLayout
 
 DELTAS = 10_000
 
 
-def _measure(name: str, deltas: list[str]) -> None:
-    """Feed `deltas` into a fresh layout and print the cost per delta."""
+def measure(name: str, deltas: list[str]) -> Row:
+    """Feed `deltas` into a fresh layout; a row with the cost per delta."""
     layout = ReplyLayout()
     began = time.perf_counter()
     for delta in deltas:
@@ -23,15 +24,27 @@ def _measure(name: str, deltas: list[str]) -> None:
     layout.finish(Completed())
     elapsed = time.perf_counter() - began
     parts = len(layout._parts)
-    print(f"{name}: {elapsed / len(deltas) * 1e6:.2f} µs/delta, {parts} messages")
+    return Row(
+        f"renderer: {name}",
+        f"{elapsed / len(deltas) * 1e6:.2f} µs/delta",
+        f"{len(deltas):,} deltas into {parts} messages",
+        "ReplyLayout.add_text per delta, message splitting included",
+    )
+
+
+def rows() -> list[Row]:
+    """The renderer rows: prose, one long code block, one-character deltas."""
+    code = ["```python\n"] + [f"x{index} = {index}\n" for index in range(DELTAS)] + ["```\n"]
+    return [
+        measure("prose", [f"word{index % 97} " for index in range(DELTAS)]),
+        measure("code block", code),
+        measure("one char deltas", list(("Some text, a sentence. " * 500)[:DELTAS])),
+    ]
 
 
 def main() -> None:
-    """Run the benchmarks."""
-    _measure("prose", [f"word{index % 97} " for index in range(DELTAS)])
-    code = ["```python\n"] + [f"x{index} = {index}\n" for index in range(DELTAS)] + ["```\n"]
-    _measure("code block", code)
-    _measure("one char deltas", list(("Some text, a sentence. " * 500)[:DELTAS]))
+    """Run the benchmarks and print their table."""
+    print_table("Renderer hot path", rows())
 
 
 if __name__ == "__main__":
