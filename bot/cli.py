@@ -24,6 +24,9 @@ from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock, TurnLockTimeout
 
+REDIS_TIMEOUT_SECONDS = 5.0
+"""How long connecting to Redis, or any one command, may take before it fails."""
+
 
 class StartupError(Exception):
     """A resource the command needs is missing; the message is one line for stderr."""
@@ -99,10 +102,21 @@ class Core:
 
 
 @contextlib.asynccontextmanager
-async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client that answered PING, or a StartupError saying where it looked."""
+async def open_redis(
+    settings: Settings, *, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
+) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client that answered PING, or a StartupError saying where it looked.
+
+    Every command times out, so a server that goes silent (a dead host, a dropped connection)
+    fails the turn with a RedisError instead of holding its conversation's lock for good.
+    """
     url = settings.redis_url.get_secret_value()
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    client = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        health_check_interval=30,
+    )
     try:
         try:
             await client.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from bot.core.errors import LLMError
 from bot.core.events import (
+    STOPPED_REASON,
     Completed,
     Failed,
     FinalEvent,
@@ -26,8 +27,6 @@ from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
-
-STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +159,7 @@ class _Collected:
     def result(self) -> TurnResult:
         """The outcome; a stream cut off without a final event counts as stopped."""
         if self.final is None:
-            self(Incomplete(reason=STOPPED))
+            self(Incomplete(reason=STOPPED_REASON))
         assert self.final is not None
         return TurnResult(text="".join(self.parts), final=self.final)
 

@@ -102,6 +102,7 @@ class RequestTimeoutError(LLMStatusError):
 
     @property
     def retryable(self) -> bool:
+        """Worth another attempt."""
         return True
 
 
@@ -118,6 +119,7 @@ class RateLimitError(LLMStatusError):
 
     @property
     def retryable(self) -> bool:
+        """Worth another attempt."""
         return True
 
 
@@ -128,6 +130,7 @@ class ServerError(LLMStatusError):
 
     @property
     def retryable(self) -> bool:
+        """Worth another attempt."""
         return True
 
 
@@ -138,6 +141,7 @@ class LLMConnectionError(LLMError):
 
     @property
     def retryable(self) -> bool:
+        """Worth another attempt."""
         return True
 
 
@@ -153,12 +157,14 @@ class LLMTimeoutError(LLMConnectionError):
 
     @property
     def user_message(self) -> str:
+        """A stall mid-answer reads differently from a slow start."""
         if self.phase == "idle":
             return "The model stopped sending mid-answer."
         return self.default_user_message
 
     @property
     def retryable(self) -> bool:
+        """Only before the stream began: text already shown must not be asked for twice."""
         return self.phase != "idle"
 
 

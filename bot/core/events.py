@@ -49,6 +49,10 @@ class Completed:
     usage: Usage = field(default_factory=Usage)
 
 
+STOPPED_REASON = "stopped"
+"""The `Incomplete.reason` of an answer stopped on purpose (Stop, /stop, shutdown)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Incomplete:
     """The answer stopped early: `reason` is e.g. "max_output_tokens" or "content_filter"."""

@@ -108,6 +108,11 @@ class SlotRequest:
         """Whether the slot was given."""
         return self._granted.done() and not self._granted.cancelled()
 
+    @property
+    def withdrawn(self) -> bool:
+        """Whether the request was cancelled (its waiter may not have noticed yet)."""
+        return self._granted.cancelled()
+
     def make_urgent(self) -> None:
         """Let this request skip the minimum interval (it became a final edit while waiting)."""
         if not self.urgent and not self._granted.done():
@@ -192,6 +197,8 @@ class EditPacer:
     def _dispatch(self) -> None:
         """Grant every slot that may start now, fairly, and arrange to come back for the rest."""
         now = self._clock()
+        # A cancelled waiter's future is cancelled at once, its `wait()` handler runs later.
+        self._waiting = [slot for slot in self._waiting if not slot.withdrawn]
         while True:
             heads = self._heads()
             ready = next((slot for slot in heads if self._ready_at(slot, now) <= now), None)

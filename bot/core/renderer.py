@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.events import (
+    STOPPED_REASON,
     Citation,
     Completed,
     Failed,
@@ -39,14 +40,14 @@ from bot.core.splitting import (
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1990
+"""Characters per message: Discord allows 2,000; the margin is for safety."""
 STREAMING_MARKER = " ▌"
 """Shown after the text while an answer streams; removed by the final edit."""
-"""Characters per message: Discord allows 2,000; the margin is for safety."""
 MIN_LIMIT = 100
 MIN_ROOM = 40
 """Characters of text a message must have room for beside fences and marker."""
 MAX_SOURCES = 5
-_MAX_CLOSER = 11
+_MAX_CLOSER = 11  # a line break and the longest fence closer (ten backticks)
 
 
 class MessageGone(Exception):  # noqa: N818  the name the rest of the project uses
@@ -132,7 +133,7 @@ def notices_for(event: FinalEvent) -> list[str]:
     if isinstance(event, Incomplete):
         if event.reason == "max_output_tokens":
             return ["-# ✂️ The answer was cut off: it reached the length limit."]
-        if event.reason == "stopped":  # Stop, /stop or shutdown: asked for, not a failure
+        if event.reason == STOPPED_REASON:  # Stop, /stop or shutdown: asked for, not a failure
             return ["-# ⏹️ Stopped."]
         return [f"-# ⚠️ The answer stopped early ({event.reason})."]
     return []
@@ -193,11 +194,6 @@ class ReplyLayout:
     def text(self) -> str:
         """The answer text as streamed, without notices."""
         return "".join(self._answer)
-
-    @property
-    def started(self) -> bool:
-        """Whether any request was made."""
-        return self._requests > 0
 
     def add_text(self, text: str) -> None:
         """Take a piece of answer text."""

@@ -108,12 +108,13 @@ class ResponseStreamParser:
 
     def on_event(self, sse: ServerSentEvent) -> list[StreamEvent]:
         """The typed events one SSE event stands for (a final one sets `finished`)."""
-        if self.finished:
+        data = sse.data.strip()
+        if self.finished or not data:  # an event without data is only a keep-alive
             return []
-        if sse.data.strip() == DONE_MARKER:
+        if data == DONE_MARKER:
             return [self.finish()]
         try:
-            payload = json.loads(sse.data)
+            payload = json.loads(data)
         except ValueError:
             return [self.fail(LLMStreamError("the stream sent an event that is not JSON"))]
         if not isinstance(payload, dict):

@@ -152,6 +152,35 @@ def test_cancelled_request_is_withdrawn() -> None:
     assert run_virtual(scenario()) == 0
 
 
+async def test_request_cancelled_in_the_same_loop_turn_is_never_granted() -> None:
+    """A waiter cancelled just before a dispatch runs is skipped, not granted (no crash)."""
+    now = [0.0]
+    timers_may_fire = asyncio.Event()
+
+    async def held_sleep(_seconds: float) -> None:
+        await timers_may_fire.wait()
+
+    pacer = EditPacer(clock=lambda: now[0], sleep=held_sleep)
+    await pacer.acquire("c")
+    slot = pacer.request("c")
+    waiting = asyncio.Event()
+
+    async def wait_for_slot() -> None:
+        waiting.set()
+        await slot.wait()  # suspends here before the test resumes
+
+    waiter = asyncio.create_task(wait_for_slot())
+    await waiting.wait()
+    now[0] = 2.0  # past min_interval: the waiting slot could be granted at the next dispatch
+    waiter.cancel()  # cancels the slot's future now; the waiter's own handler runs later
+    await pacer.acquire("other")  # dispatches while the cancelled slot is still queued
+    await asyncio.gather(waiter, return_exceptions=True)
+    timers_may_fire.set()
+    assert waiter.cancelled()
+    assert pacer.waiting == 0
+    assert pacer.budget.ready_at("c", urgent=False, now=2.0) == 2.0  # "c" spent no slot at 2.0
+
+
 def test_global_budget_is_shared_fairly_between_buckets() -> None:
     """With the global budget the bottleneck, busy buckets get equal shares."""
 

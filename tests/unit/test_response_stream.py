@@ -64,6 +64,14 @@ def test_non_object_json_is_ignored() -> None:
     assert ResponseStreamParser().on_event(sse("[1, 2]")) == []
 
 
+@pytest.mark.parametrize("data", ["", " ", "\n"])
+def test_event_without_data_is_a_keep_alive(data: str) -> None:
+    """A bare `data:` line (an empty event, as some proxies send to keep alive) is skipped."""
+    parser = ResponseStreamParser()
+    assert parser.on_event(sse(data)) == []
+    assert not parser.finished
+
+
 def test_usage_tolerates_missing_and_odd_fields() -> None:
     """Usage reads what is there and defaults the rest."""
     usage = parse_usage({"input_tokens": 3, "output_tokens": True, "cost": "1"})
