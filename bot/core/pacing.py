@@ -67,6 +67,10 @@ class PacingBudget:
         _expire(self._global, now - _GLOBAL_WINDOW)
         if len(self._global) >= self.global_per_second:
             at = max(at, self._global[-self.global_per_second] + _GLOBAL_WINDOW)
+        if self._global:
+            # Spread the global budget evenly: a whole second's worth at once would let
+            # scheduling jitter put more than the budget into some one-second window.
+            at = max(at, self._global[-1] + _GLOBAL_WINDOW / self.global_per_second)
         return at
 
     def record(self, bucket: str, now: float) -> None:
@@ -96,10 +100,13 @@ def _expire(grants: deque[float], horizon: float) -> None:
 class SlotRequest:
     """One waiting request for a slot; await `wait()` to start the request when granted."""
 
-    def __init__(self, pacer: EditPacer, bucket: str, *, urgent: bool, order: int) -> None:
+    def __init__(
+        self, pacer: EditPacer, bucket: str, *, urgent: bool, order: int, background: bool = False
+    ) -> None:
         self.bucket = bucket
         self.urgent = urgent
         self.order = order
+        self.background = background
         self._pacer = pacer
         self._granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -165,16 +172,21 @@ class EditPacer:
         self._timer: asyncio.Task[None] | None = None
         self._timer_at = math.inf
 
-    def request(self, bucket: str, *, urgent: bool = False) -> SlotRequest:
-        """Queue a request for a slot in `bucket`; must be called inside the event loop."""
-        slot = SlotRequest(self, bucket, urgent=urgent, order=next(self._order))
+    def request(
+        self, bucket: str, *, urgent: bool = False, background: bool = False
+    ) -> SlotRequest:
+        """Queue a request for a slot in `bucket`; must be called inside the event loop.
+
+        A `background` request (a typing indicator) goes only when no other is ready."""
+        order = next(self._order)
+        slot = SlotRequest(self, bucket, urgent=urgent, order=order, background=background)
         self._waiting.append(slot)
         self._dispatch()
         return slot
 
-    async def acquire(self, bucket: str, *, urgent: bool = False) -> None:
+    async def acquire(self, bucket: str, *, urgent: bool = False, background: bool = False) -> None:
         """Wait for a slot in `bucket`."""
-        await self.request(bucket, urgent=urgent).wait()
+        await self.request(bucket, urgent=urgent, background=background).wait()
 
     @property
     def waiting(self) -> int:
@@ -200,8 +212,9 @@ class EditPacer:
         # A cancelled waiter's future is cancelled at once, its `wait()` handler runs later.
         self._waiting = [slot for slot in self._waiting if not slot.withdrawn]
         while True:
-            heads = self._heads()
-            ready = next((slot for slot in heads if self._ready_at(slot, now) <= now), None)
+            ready_now = [slot for slot in self._heads() if self._ready_at(slot, now) <= now]
+            ready = next((slot for slot in ready_now if not slot.background), None)
+            ready = ready or next(iter(ready_now), None)
             if ready is None:
                 break
             self.budget.record(ready.bucket, now)

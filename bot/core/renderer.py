@@ -473,7 +473,7 @@ class ReplyRenderer:
         """Show typing every `typing_every` seconds until the first message is sent."""
         bucket = f"{self._sink.send_bucket}:typing"
         while True:
-            await self._pacer.acquire(bucket, urgent=True)
+            await self._pacer.acquire(bucket, urgent=True, background=True)
             try:
                 await self._sink.typing()
             except (MessageGone, SinkError) as exc:

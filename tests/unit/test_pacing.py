@@ -86,14 +86,15 @@ def test_pacer_sequential_requests_keep_interval_and_window() -> None:
 
 
 def test_pacer_urgent_requests_burst_up_to_the_window() -> None:
-    """Urgent requests skip the spacing: five at once, the sixth after the window."""
+    """Urgent requests skip the bucket's spacing: five in a burst (only the global budget's
+    1/40 s apart), the sixth after the window."""
 
     async def scenario() -> list[float]:
         pacer = EditPacer(clock=asyncio.get_running_loop().time)
         return await _one_bucket_grants(pacer, 7, urgent=True)
 
     times = run_virtual(scenario())
-    assert times[:5] == [times[0]] * 5
+    assert times[4] - times[0] == pytest.approx(4 / 40)
     assert times[5] == pytest.approx(times[0] + 5.0)
     assert max_in_window(times, 5.0) <= 5
 
@@ -113,7 +114,7 @@ def test_make_urgent_releases_a_waiting_request() -> None:
         return start, loop.time()
 
     start, granted = run_virtual(scenario())
-    assert granted == start
+    assert granted == pytest.approx(start + 1 / 40)  # the global spacing, not the 1.05 s
 
 
 def test_urgent_request_goes_before_waiting_ordinary_ones() -> None:
@@ -178,7 +179,53 @@ async def test_request_cancelled_in_the_same_loop_turn_is_never_granted() -> Non
     timers_may_fire.set()
     assert waiter.cancelled()
     assert pacer.waiting == 0
-    assert pacer.budget.ready_at("c", urgent=False, now=2.0) == 2.0  # "c" spent no slot at 2.0
+    # "c" spent no slot at 2.0: only the global spacing after "other"'s grant remains.
+    assert pacer.budget.ready_at("c", urgent=False, now=2.0) == pytest.approx(2.0 + 1 / 40)
+
+
+def test_global_budget_is_spread_evenly_not_burst() -> None:
+    """Many channels at once: grants come at least 1/40 s apart, so no one-second window can
+    hold more than the budget even when requests start a little late."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        pacer = EditPacer(clock=loop.time)
+        times: list[float] = []
+
+        async def one(bucket: str) -> None:
+            await pacer.acquire(bucket, urgent=True)
+            times.append(loop.time())
+
+        async with asyncio.TaskGroup() as group:
+            for n in range(100):
+                group.create_task(one(f"channel:{n}"))
+        return sorted(times)
+
+    times = run_virtual(scenario())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 1 / 40 - 1e-9
+    assert max_in_window(times, 1.0) <= 40
+
+
+def test_background_request_yields_to_ready_ones() -> None:
+    """A typing indicator waits while text is ready to go, even if it asked first."""
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        pacer = EditPacer(global_per_second=1, clock=loop.time)
+        await pacer.acquire("warm-up")  # the global budget is now spent for a second
+        order: list[str] = []
+
+        async def ask(bucket: str, *, background: bool) -> None:
+            await pacer.acquire(bucket, urgent=True, background=background)
+            order.append(bucket)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(ask("a:typing", background=True))
+            group.create_task(ask("b", background=False))
+        return order
+
+    assert run_virtual(scenario()) == ["b", "a:typing"]
 
 
 def test_global_budget_is_shared_fairly_between_buckets() -> None:
