@@ -14,6 +14,7 @@ import yarl
 
 from bot.config import Settings, require
 from bot.frontend.client import AssistantBot, Dependencies
+from bot.wiring import build_core, open_redis
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ def silence_voice_warnings() -> None:
 
 async def run_bot(settings: Settings) -> int:
     """Run the bot until SIGTERM, SIGINT or a fatal gateway error; returns the exit status."""
-    from bot.cli import build_core, open_redis
 
     token = require(settings.discord_token, "DISCORD_TOKEN").get_secret_value()
     point_at_discord(settings)

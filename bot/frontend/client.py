@@ -21,7 +21,7 @@ from bot.core.prefs import Preferences
 from bot.frontend.turns import TurnRunner
 
 if TYPE_CHECKING:
-    from bot.cli import Core
+    from bot.wiring import Core
 
 log = logging.getLogger(__name__)
 

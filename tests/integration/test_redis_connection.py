@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.cli import open_redis
 from bot.config import load_settings
+from bot.wiring import open_redis
 from tests.support.redis_server import RedisServer
 
 GUARD_SECONDS = 20  # only stops a broken test from hanging; never reached when things work

@@ -1,0 +1,86 @@
+"""The composition root: the core's services wired from the settings, shared by the terminal
+commands and the Discord bot."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bot.config import Settings, require
+from bot.core.conversation import ConversationService
+from bot.core.history import HistoryStore
+from bot.core.responses import ResponsesClient
+from bot.core.turnlock import TurnLock
+
+REDIS_TIMEOUT_SECONDS = 5.0
+"""How long connecting to Redis, or any one command, may take before it fails."""
+
+
+class StartupError(Exception):
+    """A resource the command needs is missing; the message is one line for stderr."""
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The core services wired together for one process."""
+
+    service: ConversationService
+    store: HistoryStore
+
+
+@contextlib.asynccontextmanager
+async def open_redis(
+    settings: Settings, *, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
+) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client that answered PING, or a StartupError saying where it looked.
+
+    Every command times out, so a server that goes silent (a dead host, a dropped connection)
+    fails the turn with a RedisError instead of holding its conversation's lock for good.
+    """
+    url = settings.redis_url.get_secret_value()
+    client = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        health_check_interval=30,
+    )
+    try:
+        try:
+            await client.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+        except (OSError, aioredis.RedisError):
+            parts = urlsplit(url)
+            where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+            raise StartupError(f"Could not connect to Redis at {where}: is it running?") from None
+        yield client
+    finally:
+        await client.aclose()
+
+
+def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
+    """The history store with the configured limits; a thread's owner and last answer expire
+    together with its history."""
+    return HistoryStore(
+        redis,
+        max_items=settings.history_max_messages,
+        max_chars=settings.history_max_chars,
+        ttl_seconds=settings.history_ttl_seconds,
+        companion_keys=("meta", "last-answer"),
+    )
+
+
+def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
+    """Wire the Responses client, history store and turn lock into a conversation service."""
+    api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
+    client = ResponsesClient(
+        session, base_url=settings.openrouter_base_url, api_key=api_key.get_secret_value()
+    )
+    store = make_store(settings, redis)
+    service = ConversationService(
+        client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
+    )
+    return Core(service=service, store=store)
