@@ -23,11 +23,13 @@ class ModelsServer:
         self.calls = 0
         self.status = 200
         self.hang = False
+        self.arrived = asyncio.Event()
         self.released = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer the list, an error status, or nothing until `released` is set."""
         self.calls += 1
+        self.arrived.set()
         if self.hang:
             await self.released.wait()
         if self.status != 200:
@@ -119,6 +121,26 @@ async def test_concurrent_callers_share_one_fetch(
     catalog = ModelCatalog(session, redis_client, base_url=base)
     results = await asyncio.gather(*(catalog.names() for _ in range(8)))
     assert results == [sorted(MODELS)] * 8
+    assert server.calls == 1
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(
+    models_server: tuple[ModelsServer, str],
+    redis_client: aioredis.Redis,
+    session: aiohttp.ClientSession,
+) -> None:
+    """An autocomplete that Discord gave up on leaves the fetch running for the next caller."""
+    server, base = models_server
+    server.hang = True
+    catalog = ModelCatalog(session, redis_client, base_url=base)
+    first = asyncio.create_task(catalog.names())
+    await server.arrived.wait()
+    second = asyncio.create_task(catalog.names())
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    server.released.set()
+    assert await second == sorted(MODELS)
     assert server.calls == 1
 
 
