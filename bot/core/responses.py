@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SPEAKER_MAX_CHARS = 64
 ERROR_BODY_MAX_CHARS = 300
 NOT_SSE_BODY_MAX_BYTES = 64 * 1024
+ERROR_BODY_MAX_BYTES = 64 * 1024
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -311,9 +312,9 @@ class ResponsesClient:
                 if response.status < 300:
                     return response, deadline
                 try:
-                    body = await response.read()
+                    body = await _read_capped(response, ERROR_BODY_MAX_BYTES)
                 finally:
-                    response.release()
+                    _free(response)
         except aiohttp.ConnectionTimeoutError:
             return LLMTimeoutError("connect", self._connect_timeout)
         except TimeoutError:

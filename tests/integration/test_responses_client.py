@@ -27,7 +27,7 @@ from bot.core.events import (
     TextDelta,
     Usage,
 )
-from bot.core.responses import ResponsesClient
+from bot.core.responses import ERROR_BODY_MAX_CHARS, ResponsesClient
 from tests.support.fake_responses import (
     ABORT,
     HANG,
@@ -216,6 +216,19 @@ async def test_non_json_error_body(server: FakeResponsesServer, make_client: Cli
     assert isinstance(error, errors.ServerError)
     assert error.status == 502
     assert "Bad gateway" in error.detail
+
+
+async def test_huge_error_body_is_read_only_up_to_the_cap(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """A 500 whose page never ends still maps to ServerError: the client stops at the cap."""
+    page = [b"<html>" + b"x" * (64 * 1024)] * 64 + [HANG]
+    server.push(SseStream(page, status=500, content_type="text/html"))
+    error = failure(await collect(make_client(max_retries=0)))
+    assert isinstance(error, errors.ServerError)
+    assert error.status == 500
+    assert len(error.detail) <= ERROR_BODY_MAX_CHARS
+    await asyncio.wait_for(server.disconnected.wait(), 10)
 
 
 @pytest.mark.parametrize(
