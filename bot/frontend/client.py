@@ -37,6 +37,7 @@ INVITE_PERMISSIONS = discord.Permissions(
     create_public_threads=True,
     read_message_history=True,
     embed_links=True,
+    add_reactions=True,
     attach_files=False,
 )
 

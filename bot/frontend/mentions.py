@@ -3,8 +3,10 @@ thread the bot started; everyone in a channel shares its history."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WAITING = "⏳"
 BUSY = "I'm busy with earlier messages in this channel; try again in a moment."
 DEDUPE_TTL = 24 * 3600
 
@@ -29,6 +32,8 @@ class SharedAssistant(commands.Cog):
 
     def __init__(self, bot: AssistantBot) -> None:
         self.bot = bot
+        self._waiting: dict[int, asyncio.Task[None]] = {}
+        self._chores: set[asyncio.Task[None]] = set()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -44,8 +49,12 @@ class SharedAssistant(commands.Cog):
             )
             return
         key = m.conversation_key(channel)
+        queued = self.bot.turns.busy(key)
         if not self.bot.turns.submit(key, lambda: self._answer(message)):
             await self._reply_quietly(message, BUSY)
+        elif queued:
+            # It waits behind another answer: a ⏳ shows it was heard, until its turn comes.
+            self._waiting[message.id] = self._in_background(self._react(message, add=True))
 
     async def _is_for_me(self, message: discord.Message) -> bool:
         """Mentions of the bot or its role, replies to it, or any message in its threads."""
@@ -75,8 +84,32 @@ class SharedAssistant(commands.Cog):
             return True
         return bool(claimed)
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run small Discord chores beside the answers, keeping a reference until done."""
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+        return task
+
+    async def _react(self, message: discord.Message, *, add: bool) -> None:
+        """Put the waiting mark on a message or take it off (best effort, paced)."""
+        me = self.bot.user
+        assert me is not None
+        await self.bot.pacer.acquire(f"channel:{message.channel.id}:reactions", background=True)
+        try:
+            if add:
+                await message.add_reaction(WAITING)
+            else:
+                await message.remove_reaction(WAITING, me)
+        except discord.HTTPException as exc:
+            log.debug("Could not change the waiting mark on %s: %s", message.id, exc)
+
     async def _answer(self, message: discord.Message) -> None:
         """Build the turn from the message (and what it replies to) and stream the answer."""
+        mark = self._waiting.pop(message.id, None)
+        if mark is not None:
+            await mark  # the ⏳ went on while it waited; its turn has come, so take it off
+            self._in_background(self._react(message, add=False))
         if not await self._claim(message):
             return
         channel = message.channel

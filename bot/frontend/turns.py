@@ -91,6 +91,10 @@ class TurnRunner:
             if not queue:
                 self._queues.pop(key, None)
 
+    def busy(self, key: ConversationKey) -> bool:
+        """Whether a conversation has an answer running or waiting (a new one would queue)."""
+        return bool(self._queues.get(key))
+
     def running(self, key: ConversationKey) -> Running | None:
         """The answer streaming in a conversation, if any."""
         return self._running.get(key)

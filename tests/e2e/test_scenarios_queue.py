@@ -20,9 +20,11 @@ async def test_queue_depth_one_queues_one_and_turns_the_next_away(tmp_path: Path
         mention = emu.bot_user.mention
         release = asyncio.Event()
         stack.script(answer(["First."], hold=Wait(release)), answer(["Second."]), answer(["No."]))
-        await emu.inject_message(channel.id, "alice", f"{mention} question one")
+        first = await emu.inject_message(channel.id, "alice", f"{mention} question one")
         await emu.wait_until(lambda: len(stack.requests()) == 1)
-        await emu.inject_message(channel.id, "bob", f"{mention} question two")
+        second = await emu.inject_message(channel.id, "bob", f"{mention} question two")
+        waiting = emu.message(int(second["id"]))
+        await emu.wait_until(lambda: bool(waiting.reactions))
         third = await emu.inject_message(channel.id, "alice", f"{mention} question three")
         await emu.wait_until(lambda: bool(emu.bot_messages(channel.id)))
         [busy] = emu.bot_messages(channel.id)
@@ -32,6 +34,14 @@ async def test_queue_depth_one_queues_one_and_turns_the_next_away(tmp_path: Path
         assert len(stack.requests()) == 1
         release.set()
         replies = await stack.wait_for_final(channel.id, count=2)
+        await emu.wait_until(lambda: len(waiting.reactions) == 2)
     assert [r.content for r in replies[1:]] == ["First.", "Second."]
+    # Only the message that had to wait got the ⏳, and it came off when its turn came.
+    assert [(action, emoji) for _, action, emoji in waiting.reactions] == [
+        ("add", "⏳"),
+        ("remove", "⏳"),
+    ]
+    assert emu.message(int(first["id"])).reactions == []
+    assert emu.message(int(third["id"])).reactions == []
     _, two = stack.requests()
     assert input_texts(two) == ["[Alice]: question one", "First.", "[Bob]: question two"]

@@ -269,6 +269,8 @@ class Message:
     mention_everyone: bool = False
     edited_timestamp: datetime | None = None
     edits: list[Edit] = field(default_factory=list)
+    reactions: list[tuple[float, str, str]] = field(default_factory=list)
+    """The bot's own reactions: (when, "add" or "remove", emoji)."""
     deleted: bool = False
     interaction_id: int | None = None
     webhook_id: int | None = None

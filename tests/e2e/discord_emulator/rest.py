@@ -159,6 +159,8 @@ class RestApi:
             ("PATCH", message, self.edit_message, True),
             ("DELETE", message, self.delete_message, True),
             ("POST", "/channels/{channel_id}/typing", self.trigger_typing, True),
+            ("PUT", message + "/reactions/{emoji}/@me", self.add_own_reaction, True),
+            ("DELETE", message + "/reactions/{emoji}/@me", self.remove_own_reaction, True),
             ("POST", message + "/threads", self.thread_from_message, True),
             ("POST", "/channels/{channel_id}/threads", self.thread_without_message, True),
             ("PUT", "/channels/{channel_id}/thread-members/@me", self.join_thread, True),
@@ -381,6 +383,19 @@ class RestApi:
         if message.author.id != self.world.bot.id and not allowed:
             raise errors.DiscordError(403, 50013, "Missing Permissions")
         await self.store.delete(message)
+        return 204, None
+
+    async def add_own_reaction(self, call: Call) -> Answer:
+        """PUT .../reactions/{emoji}/@me: the bot reacts (kept with the time it happened)."""
+        message = self.store.get(call.int_param("channel_id"), call.int_param("message_id"))
+        emoji = call.params["emoji"]
+        message.reactions.append((self.world.clock.now(), "add", emoji))
+        return 204, None
+
+    async def remove_own_reaction(self, call: Call) -> Answer:
+        """DELETE .../reactions/{emoji}/@me: the bot takes its reaction back."""
+        message = self.store.get(call.int_param("channel_id"), call.int_param("message_id"))
+        message.reactions.append((self.world.clock.now(), "remove", call.params["emoji"]))
         return 204, None
 
     async def trigger_typing(self, call: Call) -> Answer:
