@@ -182,7 +182,11 @@ class InteractionSink:
                 self.original_id = str(message.id)
             else:
                 message = await self.interaction.followup.send(
-                    content, wait=True, silent=True, ephemeral=self.private
+                    content,
+                    wait=True,
+                    silent=True,
+                    ephemeral=self.private,
+                    suppress_embeds=True,
                 )
         except discord.HTTPException as exc:
             raise _translate(exc, "answering the command", self.where) from exc
