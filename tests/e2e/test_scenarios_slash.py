@@ -163,6 +163,60 @@ async def test_model_shown_to_all_set_only_with_manage_server(stack: BotStack) -
     assert request.body["model"] == new
 
 
+async def test_model_autocomplete_suggests_openrouter_models(stack: BotStack) -> None:
+    """Typing in /model's name option suggests matching ids from OpenRouter's model list."""
+    channel = stack.fresh_channel()
+    record = await answered(
+        stack,
+        await stack.emu.inject_autocomplete(
+            "model", "name", "claude", user="admin", channel_id=channel.id
+        ),
+    )
+    assert record.callback_type == 8
+    assert record.callback_body is not None
+    choices = [c["value"] for c in record.callback_body["data"]["choices"]]
+    assert choices
+    assert all("claude" in c for c in choices)
+
+
+async def test_settings_show_each_value_and_where_it_comes_from(stack: BotStack) -> None:
+    """/settings: the model set for the server, the system prompt set for the channel, the
+    history size and limits, each with its source; visible only to the one who asked."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    model = "anthropic/claude-3.5-sonnet"
+    await set_server_model(stack, channel.id, model)
+    try:
+        await answered(
+            stack,
+            await emu.inject_interaction(
+                "system", {"prompt": "Be terse."}, user="admin", channel_id=channel.id
+            ),
+        )
+        stack.script(answer(["Hi."]))
+        await mention_and_wait(stack, channel, "hello", count=1)
+        record = await answered(
+            stack, await emu.inject_interaction("settings", user="bob", channel_id=channel.id)
+        )
+    finally:  # the server's model reaches every channel: put it back for the other scenarios
+        await set_server_model(stack, channel.id, "default")
+    text = reply_text(record)
+    assert record.ephemeral
+    assert f"`{model}` (server)" in text
+    assert "(channel): Be terse." in text
+    assert "2 of at most 40 items" in text
+
+
+async def set_server_model(stack: BotStack, channel_id: int, model: str) -> None:
+    """An admin sets (or with "default" clears) the server-wide model."""
+    await answered(
+        stack,
+        await stack.emu.inject_interaction(
+            "model", {"name": model, "scope": "server"}, user="admin", channel_id=channel_id
+        ),
+    )
+
+
 async def test_system_prompt_set_only_with_manage_server(stack: BotStack) -> None:
     """/system: a plain member is refused; an admin's prompt reaches the next request."""
     channel = stack.fresh_channel()

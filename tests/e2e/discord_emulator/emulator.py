@@ -336,6 +336,32 @@ class DiscordEmulator:
         await self._dispatch("INTERACTION_CREATE", record.payload)
         return record
 
+    async def inject_autocomplete(
+        self,
+        command_name: str,
+        option: str,
+        typed: str,
+        *,
+        user: User | str,
+        channel_id: int,
+    ) -> InteractionRecord:
+        """A user types into a command option with autocomplete; dispatches type 4, whose
+        answer (callback type 8) lists the choices in `callback_body["data"]["choices"]`."""
+        member = self.user(user) if isinstance(user, str) else user
+        command = self._synced_command(command_name)
+        types = {o["name"]: o["type"] for o in command.get("options", [])}
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": command_name,
+            "type": 1,
+            "options": [
+                {"name": option, "type": types.get(option, 3), "value": typed, "focused": True}
+            ],
+        }
+        record = self.interactions.new_record(4, member, channel_id, data)
+        await self._dispatch("INTERACTION_CREATE", record.payload)
+        return record
+
     def _synced_command(self, name: str) -> dict[str, Any]:
         """A registered command by name (guild commands first); unsynced ones cannot be run."""
         for scope in (self.world.guild_id, None):
