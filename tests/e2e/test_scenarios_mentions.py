@@ -191,6 +191,32 @@ async def test_reply_to_a_deleted_trigger_still_posts(stack: BotStack) -> None:
     assert reply.content == "Still here."
 
 
+async def test_reply_deleted_mid_stream_stops_the_answer_once(stack: BotStack) -> None:
+    """A moderator deletes the bot's reply while it streams: the bot stops editing after the
+    one refused edit, cancels the model's stream, keeps the text so far in history, and goes
+    on answering."""
+    channel = stack.fresh_channel()
+    stack.script(answer([f"chunk{n} " for n in range(300)], pace=0.05), answer(["Next."]))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} go")
+    await stack.emu.wait_until(
+        lambda: any("chunk3" in m.content for m in stack.emu.bot_messages(channel.id))
+    )
+    [reply] = stack.emu.bot_messages(channel.id)
+    await stack.emu.store.delete(reply)
+    await asyncio.wait_for(stack.llm.disconnected.wait(), timeout=10)  # generation cancelled
+    await stack.emu.inject_message(channel.id, "bob", f"{stack.emu.bot_user.mention} next")
+    [after] = await stack.wait_for_final(channel.id)
+    assert after.content == "Next."
+    refused = [c for c in stack.emu.timeline if c.status == 404 and c.method == "PATCH"]
+    assert len(refused) == 1
+    _, second = stack.requests()
+    texts = input_texts(second)
+    assert texts[0] == "[Alice]: go"
+    assert texts[1].startswith("chunk0 chunk1 chunk2 chunk3")
+    assert "chunk299" not in texts[1]
+    assert texts[2] == "[Bob]: next"
+
+
 async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path: Path) -> None:
     """A second bot process on the same Redis: every message is still answered exactly once."""
     channel = stack.fresh_channel()
