@@ -119,7 +119,15 @@ class SharedAssistant(commands.Cog):
         settings = self.bot.settings
         text = m.strip_bot_mention(message.content, me)
         budget = settings.max_input_chars - len(text)
-        extra = await m.attachment_text(message, budget)
+        try:
+            extra = await m.attachment_text(message, budget)
+        except m.AttachmentTooLargeError as exc:
+            await self._reply_quietly(
+                message,
+                f"{exc.filename} is {exc.size:,} bytes; I can take "
+                f"{settings.max_input_chars:,} characters. Please shorten it.",
+            )
+            return
         text = f"{text}\n\n{extra}".strip() if extra else text
         if not text:
             await self._reply_quietly(message, HELP_TEXT)

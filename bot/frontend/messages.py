@@ -60,6 +60,15 @@ def strip_bot_mention(content: str, me: discord.abc.User) -> str:
     return re.sub(rf"<@!?{me.id}>", "", content).strip()
 
 
+class AttachmentTooLargeError(Exception):
+    """A text attachment far over the input limit; refused without downloading it."""
+
+    def __init__(self, filename: str, size: int) -> None:
+        super().__init__(f"{filename} is {size:,} bytes")
+        self.filename = filename
+        self.size = size
+
+
 async def attachment_text(message: discord.Message, budget: int) -> str:
     """Text attachments (Discord turns long pastes into message.txt); none read past `budget`."""
     parts: list[str] = []
@@ -69,6 +78,8 @@ async def attachment_text(message: discord.Message, budget: int) -> str:
         kind = (att.content_type or "").split(";")[0]
         if not (kind.startswith(TEXT_TYPES) or att.filename.lower().endswith(TEXT_SUFFIXES)):
             continue
+        if att.size > 4 * max(budget, 0) + 4:  # too long even at 4 bytes a character
+            raise AttachmentTooLargeError(att.filename, att.size)
         try:
             raw = await att.read()
         except (discord.HTTPException, aiohttp.ClientError) as exc:

@@ -267,6 +267,25 @@ async def test_too_long_attachment_is_refused_and_not_stored(stack: BotStack) ->
     assert input_texts(request) == ["[Alice]: short one"]
 
 
+async def test_huge_attachment_is_refused_without_downloading_it(stack: BotStack) -> None:
+    """A paste far over the limit is refused from its size alone: nothing is downloaded."""
+    channel = stack.fresh_channel()
+    stack.script()  # no answer is expected, and none asked for
+    sent = await stack.emu.inject_message(
+        channel.id,
+        "alice",
+        f"{stack.emu.bot_user.mention} summarise",
+        attachments=[("message.txt", b"z" * 100_000)],
+    )
+    [attachment] = sent["attachments"]
+    await stack.emu.wait_until(lambda: bool(stack.emu.bot_messages(channel.id)))
+    [refusal] = stack.emu.bot_messages(channel.id)
+    assert "message.txt is 100,000 bytes" in refusal.content
+    assert "8,000 characters" in refusal.content
+    assert int(attachment["id"]) not in stack.emu.attachment_downloads
+    assert stack.requests() == []
+
+
 async def test_only_the_latest_answer_keeps_regenerate(stack: BotStack) -> None:
     """When a newer answer finishes, the older one's Regenerate button is taken off."""
     channel = stack.fresh_channel()

@@ -52,6 +52,8 @@ class DiscordEmulator:
             on_change=self._notify,
         )
         self.attachment_files: dict[int, bytes] = {}
+        self.attachment_downloads: list[int] = []
+        """Ids of the attachments the bot downloaded, in order."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -299,9 +301,11 @@ class DiscordEmulator:
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
-        data = self.attachment_files.get(int(request.match_info["attachment_id"]))
+        attachment_id = int(request.match_info["attachment_id"])
+        data = self.attachment_files.get(attachment_id)
         if data is None:
             raise web.HTTPNotFound
+        self.attachment_downloads.append(attachment_id)
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def create_user_thread(self, parent_id: int, name: str, owner: User | str) -> Channel:
