@@ -117,7 +117,7 @@ class SharedAssistant(commands.Cog):
         me = self.bot.user
         assert me is not None
         settings = self.bot.settings
-        text = m.strip_bot_mention(message.content, me)
+        text = m.readable_text(message, me)
         budget = settings.max_input_chars - len(text)
         try:
             extra = await m.attachment_text(message, budget)

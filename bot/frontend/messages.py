@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import aiohttp
 import discord
@@ -55,9 +56,44 @@ def replies_to_bot(message: discord.Message, me: discord.abc.User) -> bool:
     return isinstance(resolved, discord.Message) and resolved.author.id == me.id
 
 
-def strip_bot_mention(content: str, me: discord.abc.User) -> str:
-    """The message text without the bot's own mention (either mention form)."""
-    return re.sub(rf"<@!?{me.id}>", "", content).strip()
+def name_mentions(
+    content: str,
+    *,
+    users: dict[int, str],
+    roles: dict[int, str],
+    channels: dict[int, str],
+    drop: set[int],
+) -> str:
+    """Discord's <@id>, <@&id> and <#id> as @Name, @Role and #channel, so no raw id reaches
+    the model; the mentions in `drop` (the bot's own user and role) are removed."""
+
+    def named(prefix: str, names: dict[int, str], fallback: str) -> Callable[[re.Match[str]], str]:
+        def replace(match: re.Match[str]) -> str:
+            found = int(match[1])
+            return "" if found in drop else prefix + names.get(found, fallback)
+
+        return replace
+
+    content = re.sub(r"<@!?(\d+)>", named("@", users, "someone"), content)
+    content = re.sub(r"<@&(\d+)>", named("@", roles, "a role"), content)
+    content = re.sub(r"<#(\d+)>", named("#", channels, "a channel"), content)
+    return re.sub(r"[ \t]{2,}", " ", content).strip()
+
+
+def readable_text(message: discord.Message, me: discord.abc.User) -> str:
+    """What a message says, as the model should read it: mentions by name, none of the bot."""
+    guild_me = message.guild.me if message.guild else None
+    own_roles = {r.id for r in guild_me.roles if r.is_bot_managed()} if guild_me else set()
+    return name_mentions(
+        message.content,
+        users={user.id: speaker_name(user) for user in message.mentions},
+        roles={role.id: role.name for role in message.role_mentions},
+        channels={
+            channel.id: getattr(channel, "name", "a channel")
+            for channel in message.channel_mentions
+        },
+        drop={me.id, *own_roles},
+    )
 
 
 class AttachmentTooLargeError(Exception):
@@ -104,7 +140,7 @@ def reply_context(message: discord.Message, me: discord.abc.User) -> HistoryItem
     target = ref.resolved if ref is not None else None
     if not isinstance(target, discord.Message) or target.author.id == me.id:
         return None
-    text = target.content.strip()
+    text = readable_text(target, me)
     if not text:
         return None
     return user_item(target, text)

@@ -77,6 +77,24 @@ async def test_reply_to_another_users_message_puts_it_in_the_request(stack: BotS
     assert input_texts(request) == ["[Bob]: The sky is green.", "[Alice]: is that right?"]
 
 
+async def test_other_mentions_reach_the_model_as_names(stack: BotStack) -> None:
+    """Users, roles and channels mentioned in a question reach the model by name, never as
+    raw ids; the bot's own mention is dropped."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    stack.script(answer(["Sure."]))
+    bob, mods = emu.user("bob"), emu.world.roles_by_name["Moderators"]
+    await emu.inject_message(
+        channel.id,
+        "alice",
+        f"{emu.bot_user.mention} tell <@{bob.id}> and <@&{mods.id}> to read <#{channel.id}>",
+        mentions=[bob],
+    )
+    await stack.wait_for_final(channel.id)
+    [request] = stack.requests()
+    assert input_texts(request) == [f"[Alice]: tell @Bob and @Moderators to read #{channel.name}"]
+
+
 async def test_two_users_at_once_are_answered_in_order(stack: BotStack) -> None:
     """Two simultaneous mentions: both answered, one after the other, history in order."""
     channel = stack.fresh_channel()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.frontend.messages import speaker_name, strip_bot_mention
+from bot.frontend.messages import name_mentions, speaker_name
 from bot.frontend.slash import thread_name
 
 
@@ -33,11 +33,19 @@ def test_speaker_name_cannot_fake_another_speaker(display: str, expected: str) -
     assert speaker_name(Person(display)) == expected  # type: ignore[arg-type]
 
 
-def test_strip_bot_mention_removes_both_mention_forms() -> None:
-    """<@id> and the legacy <@!id> are both the bot's mention; other mentions stay."""
-    me = Person("bot", id=99)
-    text = "<@99> hello <@!99> and <@12>"
-    assert strip_bot_mention(text, me) == "hello  and <@12>"  # type: ignore[arg-type]
+def test_mentions_reach_the_model_as_names_never_as_ids() -> None:
+    """User, role and channel mentions become @Name, @Role and #channel; the bot's own user
+    and role mentions (either user form) disappear; unknown ids get a neutral word."""
+    text = "<@99> hi <@!99>, ask <@12> and <@&5> in <#7>; not <@13> <@&99> <#8>"
+    named = name_mentions(
+        text,
+        users={12: "Bob"},
+        roles={5: "Mods"},
+        channels={7: "general"},
+        drop={99},
+    )
+    assert named == "hi , ask @Bob and @Mods in #general; not @someone #a channel"
+    assert "<" not in named
 
 
 @pytest.mark.parametrize(
