@@ -96,6 +96,24 @@ def readable_text(message: discord.Message, me: discord.abc.User) -> str:
     )
 
 
+def readable_prompt(prompt: str, guild: discord.Guild | None, me: discord.abc.User) -> str:
+    """A slash command's text option as the model should read it: Discord sends mentions in
+    it as raw <@id>, so they are named from what the bot knows of the server."""
+    ids = {int(found) for found in re.findall(r"<(?:@[!&]?|#)(\d+)>", prompt)}
+    users: dict[int, str] = {}
+    roles: dict[int, str] = {}
+    channels: dict[int, str] = {}
+    if guild is not None:
+        for found in ids:
+            if (member := guild.get_member(found)) is not None:
+                users[found] = speaker_name(member)
+            if (role := guild.get_role(found)) is not None:
+                roles[found] = role.name
+            if (channel := guild.get_channel_or_thread(found)) is not None:
+                channels[found] = channel.name
+    return name_mentions(prompt, users=users, roles=roles, channels=channels, drop={me.id})
+
+
 class AttachmentTooLargeError(Exception):
     """A text attachment far over the input limit; refused without downloading it."""
 

@@ -60,6 +60,12 @@ class SlashCommands(commands.Cog):
         await interaction.response.send_message(message, ephemeral=True)
         return True
 
+    def _readable(self, interaction: Interaction, prompt: str) -> str:
+        """The prompt with its mentions named, as the model should read it."""
+        me = self.bot.user
+        assert me is not None
+        return m.readable_prompt(prompt, interaction.guild, me)
+
     async def _guild_only(self, interaction: Interaction) -> ConversationKey | None:
         """The conversation key, or an ephemeral refusal outside a server."""
         key = _key(interaction)
@@ -84,7 +90,7 @@ class SlashCommands(commands.Cog):
         asker = interaction.user.id
         item = HistoryItem(
             role="user",
-            text=prompt,
+            text=self._readable(interaction, prompt),
             speaker=m.speaker_name(interaction.user),
             ref=str(interaction.id),
         )
@@ -129,7 +135,10 @@ class SlashCommands(commands.Cog):
         await self.bot.prefs.set_owner(key, str(interaction.user.id))
         asker = interaction.user.id
         item = HistoryItem(
-            role="user", text=prompt, speaker=m.speaker_name(interaction.user), ref=str(starter.id)
+            role="user",
+            text=self._readable(interaction, prompt),
+            speaker=m.speaker_name(interaction.user),
+            ref=str(starter.id),
         )
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
 

@@ -69,6 +69,24 @@ async def test_ask_defers_then_edits_in_the_answer(stack: BotStack) -> None:
     assert input_texts(request) == ["[Bob]: Capital of France?"]
 
 
+async def test_ask_prompt_mentions_reach_the_model_without_ids(stack: BotStack) -> None:
+    """Mentions typed into /ask arrive as raw <@id>; the model gets names instead."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    stack.script(answer(["Done."]))
+    bob, mods = emu.user("bob"), emu.world.roles_by_name["Moderators"]
+    prompt = f"remind <@{bob.id}> and <@&{mods.id}> about <#{channel.id}>"
+    record = await emu.inject_interaction(
+        "ask", {"prompt": prompt}, user="alice", channel_id=channel.id
+    )
+    await ask_done(stack, record)
+    [request] = stack.requests()
+    [text] = input_texts(request)
+    assert "<" not in text
+    assert text.startswith("[Alice]: remind @")
+    assert text.endswith(f"and @Moderators about #{channel.name}")
+
+
 async def test_private_ask_is_ephemeral_and_not_kept(stack: BotStack) -> None:
     """/ask private answers only the asker and leaves the channel's history alone."""
     channel = stack.fresh_channel()
