@@ -113,9 +113,9 @@ class ConversationService:
     async def _store(self, turn: TurnRequest, result: TurnResult) -> list[HistoryItem]:
         """Keep the user's items and the answer so far; a failed answer is kept as incomplete."""
         final = result.final
-        message_id = final.message_id if isinstance(final, Completed | Incomplete) else None
-        # A failed answer carries no id; give it one now so every later request sends the same.
-        message_id = message_id or f"msg_{secrets.token_hex(12)}"
+        # An answer that failed before the API named its message gets an id now, so every later
+        # request sends the same one.
+        message_id = final.message_id or f"msg_{secrets.token_hex(12)}"
         items = turn_items(
             turn.new_items,
             result.text,

@@ -65,9 +65,11 @@ class Incomplete:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The answer failed; text that arrived before stays valid."""
+    """The answer failed; text that arrived before stays valid (under `message_id`, when the
+    API had named its output message)."""
 
     error: LLMError
+    message_id: str | None = None
 
 
 StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed

@@ -131,12 +131,15 @@ class ResponseStreamParser:
         self.finished = True
         if self._open_items and self._open_items <= self._done_items:
             return Completed(message_id=self.message_id, model=self.model)
-        return Failed(LLMStreamError("the stream ended early, before the answer was complete"))
+        return Failed(
+            LLMStreamError("the stream ended early, before the answer was complete"),
+            message_id=self.message_id,
+        )
 
     def fail(self, error: LLMError) -> Failed:
         """End the stream with an error; it is the final event."""
         self.finished = True
-        return Failed(error)
+        return Failed(error, message_id=self.message_id)
 
     def _on_text_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """Visible answer text."""
