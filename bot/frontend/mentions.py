@@ -64,12 +64,9 @@ class SharedAssistant(commands.Cog):
         guild_me = message.guild.me
         if m.mentions_bot(message, guild_me) or m.replies_to_bot(message, me):
             return True
+        # /chat threads are the bot's own (it starts them), so no lookup is needed per message.
         channel = message.channel
-        if isinstance(channel, discord.Thread):
-            if channel.owner_id == me.id:
-                return True
-            return await self.bot.prefs.owner(m.conversation_key(channel)) is not None
-        return False
+        return isinstance(channel, discord.Thread) and channel.owner_id == me.id
 
     async def _claim(self, message: discord.Message) -> bool:
         """Whether this process is the one to answer (each message is handled once).

@@ -185,6 +185,20 @@ async def test_bots_everyone_and_other_roles_never_trigger(stack: BotStack) -> N
     assert input_texts(request) == ["[Alice]: the real one"]
 
 
+async def test_only_the_bots_own_threads_continue_without_a_mention(stack: BotStack) -> None:
+    """In a thread a person started, plain messages are theirs; a mention still works."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    thread = await emu.create_user_thread(channel.id, "people talking", "bob")
+    stack.script(answer(["Called?"]))
+    await emu.inject_message(thread.id, "bob", "just chatting here")
+    await emu.inject_message(thread.id, "alice", f"{emu.bot_user.mention} now you")
+    [reply] = await stack.wait_for_final(thread.id)
+    assert reply.content == "Called?"
+    [request] = stack.requests()
+    assert input_texts(request) == ["[Alice]: now you"]
+
+
 async def test_bot_role_mention_triggers(stack: BotStack) -> None:
     """Mentioning the bot's own managed role counts as mentioning the bot."""
     channel = stack.fresh_channel()
