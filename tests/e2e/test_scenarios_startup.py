@@ -78,3 +78,20 @@ async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> N
         command["name"] for _, definitions in emu.rest.command_syncs for command in definitions
     }
     assert {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"} <= names
+
+
+async def test_gateway_reconnect_resumes_and_keeps_answering(tmp_path: Path) -> None:
+    """Discord asks the bot to reconnect (op 7): it resumes its session (no new IDENTIFY, no
+    second command sync) and answers the next mention."""
+    async with running_stack(tmp_path, channels=1) as stack:
+        emu = stack.emu
+        resumed, identified = emu.gateway.resumes, emu.gateway.identifies
+        await emu.reconnect_clients()
+        await emu.wait_until(lambda: emu.gateway.resumes > resumed)
+        channel = stack.fresh_channel()
+        stack.script(answer(["Still here."]))
+        await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} hello?")
+        [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "Still here."
+    assert emu.gateway.identifies == identified
+    assert len(emu.rest.command_syncs) == 1
