@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from tests.e2e.bot_process import BotProcess
-from tests.e2e.stack import answer, running_stack
+from tests.e2e.stack import answer, button_id, has_button, input_texts, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +95,27 @@ async def test_gateway_reconnect_resumes_and_keeps_answering(tmp_path: Path) -> 
     assert reply.content == "Still here."
     assert emu.gateway.identifies == identified
     assert len(emu.rest.command_syncs) == 1
+
+
+async def test_regenerate_works_after_a_restart(tmp_path: Path) -> None:
+    """Buttons outlive the process: after the bot restarts, Regenerate on its last answer
+    still asks again and rewrites that message."""
+    async with running_stack(tmp_path, channels=1) as stack:
+        emu = stack.emu
+        channel = stack.fresh_channel()
+        stack.script(answer(["Before the restart."]), answer(["After the restart."]))
+        await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} a joke")
+        [message] = await stack.wait_for_final(channel.id)
+        assert await stack.bot.stop() == 0
+        identified = emu.gateway.identifies
+        async with BotProcess(stack.bot.env, tmp_path / "restarted"):
+            await emu.wait_until(lambda: emu.gateway.identifies > identified)
+            await emu.inject_component(message.id, button_id(message, "regen"), "alice")
+            await emu.wait_until(
+                lambda: (
+                    emu.message(message.id).content == "After the restart."
+                    and has_button(emu.message(message.id), "regen")
+                )
+            )
+        _, again = stack.requests()
+    assert input_texts(again) == ["[Alice]: a joke"]
