@@ -134,6 +134,7 @@ class TurnRunner:
             raise
         finally:
             self._running.pop(key, None)
+        _log_usage(key, result)
         return Answer(turn=result, render=await render_task)
 
     async def _run_turn(
@@ -234,6 +235,25 @@ class TurnRunner:
         workers = list(self._workers.values())
         if workers:
             await asyncio.wait(workers, timeout=10)
+
+
+def _log_usage(key: ConversationKey, result: TurnResult) -> None:
+    """One line per answer with what it cost, so an owner can watch spending in the log."""
+    final = result.final
+    if isinstance(final, Failed):
+        log.info("Answer in %s failed: %s", key, final.error)
+        return
+    usage = final.usage
+    cost = f", ${usage.cost:.5f}" if usage.cost is not None else ""
+    log.info(
+        "Answered in %s with %s (%s): %d tokens in, %d out%s.",
+        key,
+        final.model or "?",
+        result.outcome,
+        usage.input_tokens,
+        usage.output_tokens,
+        cost,
+    )
 
 
 SPEAKER_NOTE = (

@@ -30,6 +30,11 @@ async def test_mention_streams_edits_and_ends_with_the_exact_text(stack: BotStac
     assert not has_button(reply, "stop")
     [request] = stack.requests()
     assert input_texts(request)[-1].endswith("hi")
+    # The owner sees what each answer cost in the log: tokens in and out, and OpenRouter's cost.
+    key = f"g:{stack.emu.guild_id}:c:{channel.id}"
+    [usage] = [line for line in stack.bot.stderr_text().splitlines() if key in line]
+    assert usage.startswith("INFO ")
+    assert "12 tokens in, 5 out, $0.00012" in usage
 
 
 def code_answer() -> tuple[list[str], list[str]]:
