@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         hide_input_in_errors=True,
+        # `NAME=` (as .env.example ships its optional lines) means "not set": the default holds.
+        env_ignore_empty=True,
     )
 
     discord_token: SecretStr | None = None

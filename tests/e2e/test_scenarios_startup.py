@@ -3,6 +3,7 @@ SIGTERM mid-answer exits cleanly and keeps the text so far."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,12 @@ import redis.asyncio as aioredis
 
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
-from tests.e2e.bot_process import BotProcess
+from tests.e2e.bot_process import REPO_ROOT, BotProcess
 from tests.e2e.stack import answer, button_id, has_button, input_texts, running_stack
 
 pytestmark = pytest.mark.e2e
+
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
 
 
 async def test_missing_message_content_intent_stops_with_one_line(tmp_path: Path) -> None:
@@ -119,3 +122,28 @@ async def test_regenerate_works_after_a_restart(tmp_path: Path) -> None:
             )
         _, again = stack.requests()
     assert input_texts(again) == ["[Alice]: a joke"]
+
+
+async def test_bot_starts_from_the_shipped_env_example(tmp_path: Path) -> None:
+    """`cp .env.example .env`, fill in the keys, run: the bot connects and answers (every empty
+    optional line, DEV_GUILD_ID= included, means "not set"). Only addresses point at local
+    servers."""
+    async with running_stack(tmp_path, channels=1) as stack:
+        assert await stack.bot.stop() == 0
+        emu = stack.emu
+        text = ENV_EXAMPLE.read_text(encoding="utf-8")
+        for name, value in stack.bot.env.items():
+            text, found = re.subn(rf"(?m)^{name}=.*$", f"{name}={value}", text)
+            assert found == 1, f"{name} is not in .env.example"
+        workdir = tmp_path / "from-env-file"
+        workdir.mkdir()
+        (workdir / ".env").write_text(text, encoding="utf-8")
+        identified = emu.gateway.identifies
+        async with BotProcess({}, workdir) as bot:
+            await emu.wait_until(lambda: emu.gateway.identifies > identified)
+            channel = stack.fresh_channel()
+            stack.script(answer(["Configured."]))
+            await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} hi")
+            [reply] = await stack.wait_for_final(channel.id)
+            assert await bot.stop() == 0
+    assert reply.content == "Configured."
