@@ -60,16 +60,39 @@ def parse_usage(raw: object) -> Usage:
     )
 
 
+def error_code(value: object) -> str | int | None:
+    """An API error code: a string or an integer (not a bool), else None."""
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def moderation_reason(payload: Mapping[str, Any]) -> str:
+    """Why moderation blocked a request, from `metadata` beside `error` or inside it."""
+    for holder in (_mapping(payload.get("error")), payload):
+        metadata = _mapping(holder.get("metadata"))
+        reasons = metadata.get("reasons")
+        if isinstance(reasons, list):
+            joined = ", ".join(str(reason) for reason in reasons if reason)
+            if joined:
+                return joined
+        if _text(metadata.get("reason")):
+            return _text(metadata.get("reason"))
+    return ""
+
+
 def error_from_payload(payload: Mapping[str, Any]) -> LLMStreamError:
-    """An in-stream error: message and code read from the top level, then from `error`."""
+    """An in-stream error: message and code read from the top level, then from `error`;
+    moderation reasons from `metadata` at either level."""
     nested = _mapping(payload.get("error"))
     message = _text(payload.get("message")) or _text(nested.get("message"))
-    code = payload.get("code")
+    code = error_code(payload.get("code"))
     if code is None:
-        code = nested.get("code")
-    if not isinstance(code, str | int) or isinstance(code, bool):
-        code = None
-    return LLMStreamError(message or "the stream reported an error", code=code)
+        code = error_code(nested.get("code"))
+    return LLMStreamError(
+        message or "the stream reported an error",
+        code=code,
+        provider_message=message,
+        reason=moderation_reason(payload),
+    )
 
 
 def _delta_text(payload: Mapping[str, Any]) -> str:
@@ -218,7 +241,8 @@ class ResponseStreamParser:
     def _on_failed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.failed, with response.error."""
         response = self._read_response(payload)
-        return [self.fail(error_from_payload({"error": response.get("error")}))]
+        error = {"error": response.get("error"), "metadata": response.get("metadata")}
+        return [self.fail(error_from_payload(error))]
 
     def _on_error(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A flat or nested `error` event."""

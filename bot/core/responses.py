@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,12 @@ from bot.core.errors import (
     status_error,
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
-from bot.core.response_stream import ResponseStreamParser, error_from_payload
+from bot.core.response_stream import (
+    ResponseStreamParser,
+    error_code,
+    error_from_payload,
+    moderation_reason,
+)
 from bot.core.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
@@ -94,15 +99,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _moderation_reason(metadata: Mapping[str, Any]) -> str:
-    """Why a 403 happened, from OpenRouter's error metadata."""
-    reasons = metadata.get("reasons")
-    if isinstance(reasons, list):
-        return ", ".join(str(reason) for reason in reasons if reason)
-    reason = metadata.get("reason")
-    return reason if isinstance(reason, str) else ""
-
-
 def http_error(status: int, body: bytes, retry_after: float | None) -> LLMStatusError:
     """The typed error for an HTTP error status and its body (JSON or not)."""
     text = body.decode("utf-8", errors="replace")
@@ -115,16 +111,15 @@ def http_error(status: int, body: bytes, retry_after: float | None) -> LLMStatus
         return status_error(
             status, None, text.strip()[:ERROR_BODY_MAX_CHARS], retry_after=retry_after
         )
-    code = error.get("code")
-    code = code if isinstance(code, str | int) and not isinstance(code, bool) else None
     message = error.get("message")
-    metadata = error.get("metadata")
+    message = message if isinstance(message, str) else ""
     return status_error(
         status,
-        code,
-        message if isinstance(message, str) else "",
+        error_code(error.get("code")),
+        message,
         retry_after=retry_after,
-        reason=_moderation_reason(metadata) if isinstance(metadata, dict) else "",
+        reason=moderation_reason(parsed),
+        provider_message=message,
     )
 
 
@@ -135,11 +130,11 @@ def not_event_stream_error(content_type: str, body: bytes) -> LLMError:
     except ValueError:
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code")
-        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+    if isinstance(parsed, dict) and isinstance(error, dict):
+        code = error_code(error.get("code"))
+        if isinstance(code, int) and 400 <= code <= 599:
             return http_error(code, body, None)
-        return error_from_payload({"error": error})
+        return error_from_payload({"error": error, "metadata": parsed.get("metadata")})
     return LLMStreamError(f"the answer was not an event stream ({content_type or 'no type'})")
 
 

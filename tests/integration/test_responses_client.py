@@ -187,12 +187,14 @@ async def test_every_error_status_maps_to_its_error(
     status: int,
     kind: type[errors.LLMStatusError],
 ) -> None:
-    """Each HTTP error status becomes its typed error, with the API's message and code."""
+    """Each HTTP error status becomes its typed error, with the API's message and code; the
+    user's line is the status's sentence followed by the API's message."""
     server.push(error_response(status, f"failure {status}"))
     error = failure(await collect(make_client(max_retries=0)))
     assert type(error) is kind
     assert isinstance(error, errors.LLMStatusError)
     assert (error.status, error.code, error.detail) == (status, status, f"failure {status}")
+    assert error.user_message == f"{kind.default_user_message} (failure {status})"
     assert API_KEY not in str(error) + error.user_message
 
 
@@ -246,7 +248,7 @@ async def test_huge_error_body_is_read_only_up_to_the_cap(
 async def test_error_inside_a_200_stream_keeps_earlier_text(
     server: FakeResponsesServer, make_client: ClientFactory, error_event: dict[str, Any]
 ) -> None:
-    """An error after text arrived fails the stream; the text stays as TextDeltas."""
+    """An error after text arrived fails the stream, saying why; the text stays as TextDeltas."""
     events = answer_events(["Par", "tial"], end="none")[:-1]
     server.push(stream_of(*events, error_event))
     result = await collect(make_client())
@@ -254,6 +256,7 @@ async def test_error_inside_a_200_stream_keeps_earlier_text(
     error = failure(result)
     assert isinstance(error, errors.LLMStreamError)
     assert (error.code, error.detail) == ("server_error", "boom")
+    assert error.user_message == "The model provider had an error. Please try again. (boom)"
     assert len(server.requests) == 1
 
 

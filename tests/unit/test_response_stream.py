@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -123,3 +124,163 @@ def test_speaker_label_is_one_safe_line(name: str) -> None:
     assert not set(label) & set("\r\n[]")
     assert len(label) <= 64
     assert label == label.strip()
+
+
+STREAM_ERRORS = [
+    pytest.param(
+        {"type": "error", "code": "rate_limit_exceeded", "message": "Slow down"},
+        "The model provider is rate-limited right now; try again in a moment. (Slow down)",
+        id="flat-rate-limit",
+    ),
+    pytest.param(
+        {"type": "error", "error": {"code": "context_length_exceeded", "message": "Too long"}},
+        "The conversation is too long for this model; use /reset or pick a model with a bigger"
+        " context. (Too long)",
+        id="nested-context-length",
+    ),
+    pytest.param(
+        {
+            "type": "response.failed",
+            "response": {"error": {"code": "server_error", "message": "Upstream died"}},
+        },
+        "The model provider had an error. Please try again. (Upstream died)",
+        id="response.failed",
+    ),
+    pytest.param(
+        {"type": "error", "code": "invalid_prompt", "message": "Bad input"},
+        "The model service rejected the request as invalid. (Bad input)",
+        id="invalid-prompt",
+    ),
+    pytest.param(
+        {"type": "error", "error": {"code": "model_not_found", "message": "No such model"}},
+        "That model does not exist on OpenRouter; pick another with /model. (No such model)",
+        id="model-not-found",
+    ),
+    pytest.param(
+        {"type": "error", "error": {"code": 502, "message": "Provider returned error"}},
+        "The model provider had an error. Please try again. (Provider returned error)",
+        id="numeric-code",
+    ),
+    pytest.param(
+        {
+            "type": "error",
+            "error": {"code": 403, "message": "Flagged", "metadata": {"reasons": ["violence"]}},
+        },
+        "The request was blocked by moderation: violence. (Flagged)",
+        id="moderation-metadata-inside",
+    ),
+    pytest.param(
+        {
+            "type": "error",
+            "error": {"code": "moderation", "message": "Flagged"},
+            "metadata": {"reasons": ["hate", "spam"]},
+        },
+        "The request was blocked by moderation: hate, spam. (Flagged)",
+        id="moderation-metadata-beside",
+    ),
+    pytest.param(
+        {
+            "type": "response.failed",
+            "response": {"error": {"code": "content_filter", "message": ""}},
+        },
+        "The request was blocked by the model provider's moderation.",
+        id="moderation-without-message",
+    ),
+    pytest.param(
+        {"type": "error", "code": "brand_new", "message": "Something\nodd   happened"},
+        "The model's answer broke off with an error. (Something odd happened)",
+        id="unknown-code",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "line"), STREAM_ERRORS)
+def test_stream_errors_say_why(payload: dict[str, Any], line: str) -> None:
+    """An error inside a stream shows its code's sentence and the provider's own message."""
+    [final] = ResponseStreamParser().on_event(sse(payload))
+    assert isinstance(final, Failed)
+    assert final.error.user_message == line
+
+
+HTTP_ERRORS = [
+    pytest.param(
+        429,
+        {"error": {"code": 429, "message": "Rate limit exceeded: free-models-per-day"}},
+        "The model provider is rate-limited right now; try again in a moment."
+        " (Rate limit exceeded: free-models-per-day)",
+        id="429",
+    ),
+    pytest.param(
+        400,
+        {"error": {"code": "context_length_exceeded", "message": "Max context is 8192 tokens"}},
+        "The conversation is too long for this model; use /reset or pick a model with a bigger"
+        " context. (Max context is 8192 tokens)",
+        id="400-context-length",
+    ),
+    pytest.param(
+        403,
+        {"error": {"code": 403, "message": "Flagged"}, "metadata": {"reasons": ["self-harm"]}},
+        "The request was blocked by moderation: self-harm. (Flagged)",
+        id="403-metadata-beside",
+    ),
+    pytest.param(
+        502,
+        {"error": {"code": 502, "message": ""}},
+        "The model provider had an error. Please try again.",
+        id="502-without-message",
+    ),
+    pytest.param(
+        502,
+        "<html>Bad gateway</html>",
+        "The model provider had an error. Please try again.",
+        id="html-page-is-not-shown",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "line"), HTTP_ERRORS)
+def test_http_errors_say_why(status: int, body: dict[str, Any] | str, line: str) -> None:
+    """An HTTP error shows its status's (or code's) sentence, then the API's `error.message`
+    (a body that is not an API error object adds nothing)."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    error = http_error(status, raw.encode(), retry_after=None)
+    assert error.user_message == line
+
+
+def test_provider_message_is_one_short_line_without_mentions() -> None:
+    """The provider's message is folded, cut to 200 characters, and cannot mention anyone."""
+    message = "@everyone look\r\n<@123> and <@&456> and <@!789> @here " + "x" * 400
+    [final] = ResponseStreamParser().on_event(
+        sse({"type": "error", "code": "server_error", "message": message})
+    )
+    assert isinstance(final, Failed)
+    line = final.error.user_message
+    provider_part = line.removeprefix("The model provider had an error. Please try again. (")
+    assert len(provider_part.removesuffix(")")) <= errors.PROVIDER_MESSAGE_MAX_CHARS
+    assert provider_part.endswith("…)")
+    assert "\n" not in line
+    assert "\r" not in line
+    assert MENTION.search(line) is None
+
+
+def test_moderation_reasons_cannot_mention_anyone() -> None:
+    """Reasons from the API's metadata are made as safe as its message."""
+    body = {"error": {"code": 403, "message": "no", "metadata": {"reasons": ["@everyone\n<@1>"]}}}
+    error = http_error(403, json.dumps(body).encode(), retry_after=None)
+    assert MENTION.search(error.user_message) is None
+    assert "\n" not in error.user_message
+
+
+MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("@<>&!12 everyonhr\n\r\u2028\x00x")), max_size=300))
+def test_one_line_notice_is_always_safe(text: str) -> None:
+    """Whatever the provider writes, the notice is one line of at most 200 characters that
+    mentions no one."""
+    notice = errors.one_line_notice(text)
+    assert len(notice) <= errors.PROVIDER_MESSAGE_MAX_CHARS
+    assert len(notice.splitlines()) <= 1
+    assert "\x00" not in notice
+    assert MENTION.search(notice) is None
