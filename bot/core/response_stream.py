@@ -224,7 +224,13 @@ class ResponseStreamParser:
         return response
 
     def _on_completed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
-        """response.completed / response.done."""
+        """response.completed / response.done; a `response.status` of "incomplete" or "failed"
+        is handled as that status, not as a normal end."""
+        status = _mapping(payload.get("response")).get("status")
+        if status == "incomplete":
+            return self._on_incomplete(payload)
+        if status == "failed":
+            return self._on_failed(payload)
         response = self._read_response(payload)
         self.finished = True
         usage = parse_usage(response.get("usage"))

@@ -270,6 +270,22 @@ async def test_incomplete_answer(server: FakeResponsesServer, make_client: Clien
     )
 
 
+async def test_completed_event_saying_incomplete(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """A response.completed whose response.status is "incomplete" ends as Incomplete."""
+    events = answer_events(["Cut ", "here"])
+    final = events[-1]
+    response = {**final["response"], "status": "incomplete"}
+    response["incomplete_details"] = {"reason": "max_output_tokens"}
+    server.push(stream_of(*events[:-1], {**final, "response": response}))
+    result = await collect(make_client())
+    assert text_of(result) == "Cut here"
+    assert result[-1] == Incomplete(
+        "max_output_tokens", message_id="msg_tmp_abc123", model="openai/gpt-4o-mini", usage=USAGE
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [(b"<html>hi</html>", "text/html"), (b'{"id": "gen-1", "output": []}', "application/json")],

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import errors
-from bot.core.events import Completed, Failed, TextDelta
+from bot.core.events import Completed, Failed, Incomplete, TextDelta, Usage
 from bot.core.response_stream import ResponseStreamParser, error_from_payload, parse_usage
 from bot.core.responses import http_error, parse_retry_after, speaker_label
 from bot.core.sse import ServerSentEvent
@@ -284,3 +284,32 @@ def test_one_line_notice_is_always_safe(text: str) -> None:
     assert len(notice.splitlines()) <= 1
     assert "\x00" not in notice
     assert MENTION.search(notice) is None
+
+
+@pytest.mark.parametrize("kind", ["response.completed", "response.done"])
+def test_a_final_event_with_status_incomplete_is_incomplete(kind: str) -> None:
+    """A completed/done event whose response says "incomplete" ends as Incomplete, with the
+    reason, model and usage it carries."""
+    response = {
+        "status": "incomplete",
+        "model": "m",
+        "incomplete_details": {"reason": "content_filter"},
+        "usage": {"input_tokens": 4, "output_tokens": 2},
+    }
+    parser = ResponseStreamParser()
+    assert parser.on_event(sse({"type": kind, "response": response})) == [
+        Incomplete("content_filter", model="m", usage=Usage(input_tokens=4, output_tokens=2))
+    ]
+    assert parser.finished
+
+
+@pytest.mark.parametrize("kind", ["response.completed", "response.done"])
+def test_a_final_event_with_status_failed_is_failed(kind: str) -> None:
+    """A completed/done event whose response says "failed" ends as Failed with its error."""
+    error = {"code": "rate_limit_exceeded", "message": "Busy"}
+    parser = ResponseStreamParser()
+    [final] = parser.on_event(sse({"type": kind, "response": {"status": "failed", "error": error}}))
+    assert isinstance(final, Failed)
+    assert isinstance(final.error, errors.LLMStreamError)
+    assert (final.error.code, final.error.provider_message) == ("rate_limit_exceeded", "Busy")
+    assert parser.finished
