@@ -5,6 +5,8 @@ typed events it stands for; `finish()` says how a stream that ended without a fi
 Both vocabularies are accepted: the OpenAI-compatible names OpenRouter really sends
 (`response.output_text.delta`, `response.completed`) and the names in OpenRouter's docs example
 (`response.content_part.delta`, `response.done`). Unknown events and item types are ignored.
+Cited web sources are read wherever the stream carries them (annotation events, finished
+message items, the final response's output); each URL becomes one `Citation` per answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.core.sse import ServerSentEvent
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "[DONE]"
+MAX_CITATION_URL_CHARS = 500
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -95,6 +98,18 @@ def error_from_payload(payload: Mapping[str, Any]) -> LLMStreamError:
     )
 
 
+def citation_url(annotation: Mapping[str, Any]) -> str:
+    """The URL of a url_citation annotation if it is a plain http(s) link, else ""."""
+    url = _text(annotation.get("url"))
+    if annotation.get("type") != "url_citation" or len(url) > MAX_CITATION_URL_CHARS:
+        return ""
+    if not url.lower().startswith(("https://", "http://")):
+        return ""
+    if any(ch.isspace() or ch in "<>" for ch in url):  # would break the `<url>` sources line
+        return ""
+    return url
+
+
 def _delta_text(payload: Mapping[str, Any]) -> str:
     """Text of a delta event: `delta` as a string, or inside `delta`/`part` as `text`."""
     delta = payload.get("delta")
@@ -112,6 +127,7 @@ class ResponseStreamParser:
         self.model: str | None = None
         self._open_items: set[str] = set()
         self._done_items: set[str] = set()
+        self._cited: set[str] = set()
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[StreamEvent]]] = {
             "response.output_text.delta": self._on_text_delta,
             "response.content_part.delta": self._on_text_delta,
@@ -176,11 +192,37 @@ class ResponseStreamParser:
 
     def _on_annotation(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A url_citation annotation becomes a Citation."""
-        annotation = _mapping(payload.get("annotation"))
-        url = _text(annotation.get("url"))
-        if annotation.get("type") != "url_citation" or not url:
+        return self._citations([payload.get("annotation")])
+
+    def _citations(self, annotations: object) -> list[StreamEvent]:
+        """A Citation for each url_citation annotation whose URL was not cited before."""
+        found: list[StreamEvent] = []
+        for raw in annotations if isinstance(annotations, list) else []:
+            annotation = _mapping(raw)
+            url = citation_url(annotation)
+            if url and url not in self._cited:
+                self._cited.add(url)
+                found.append(Citation(url=url, title=_text(annotation.get("title"))))
+        return found
+
+    def _item_citations(self, item: object) -> list[StreamEvent]:
+        """Citations in the annotations of a finished message item's text parts."""
+        item_map = _mapping(item)
+        if item_map.get("type") != "message":
             return []
-        return [Citation(url=url, title=_text(annotation.get("title")))]
+        content = item_map.get("content")
+        found: list[StreamEvent] = []
+        for part in content if isinstance(content, list) else []:
+            found += self._citations(_mapping(part).get("annotations"))
+        return found
+
+    def _output_citations(self, response: Mapping[str, Any]) -> list[StreamEvent]:
+        """Citations in the message items of a final response's `output`."""
+        outputs = response.get("output")
+        found: list[StreamEvent] = []
+        for item in outputs if isinstance(outputs, list) else []:
+            found += self._item_citations(item)
+        return found
 
     def _item_key(self, payload: Mapping[str, Any]) -> str:
         """Identify an output item by its id, else by its output index."""
@@ -205,7 +247,7 @@ class ResponseStreamParser:
         self._open_items.add(key)
         self._done_items.add(key)
         self._note_message(payload)
-        return []
+        return self._item_citations(payload.get("item"))
 
     def _on_response_info(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """Remember the model named by response.created / in_progress."""
@@ -234,7 +276,8 @@ class ResponseStreamParser:
         response = self._read_response(payload)
         self.finished = True
         usage = parse_usage(response.get("usage"))
-        return [Completed(message_id=self.message_id, model=self.model, usage=usage)]
+        completed = Completed(message_id=self.message_id, model=self.model, usage=usage)
+        return [*self._output_citations(response), completed]
 
     def _on_incomplete(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.incomplete, with the reason it stopped."""
@@ -242,13 +285,14 @@ class ResponseStreamParser:
         self.finished = True
         reason = _text(_mapping(response.get("incomplete_details")).get("reason")) or "unknown"
         usage = parse_usage(response.get("usage"))
-        return [Incomplete(reason, message_id=self.message_id, model=self.model, usage=usage)]
+        incomplete = Incomplete(reason, message_id=self.message_id, model=self.model, usage=usage)
+        return [*self._output_citations(response), incomplete]
 
     def _on_failed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.failed, with response.error."""
         response = self._read_response(payload)
         error = {"error": response.get("error"), "metadata": response.get("metadata")}
-        return [self.fail(error_from_payload(error))]
+        return [*self._output_citations(response), self.fail(error_from_payload(error))]
 
     def _on_error(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A flat or nested `error` event."""

@@ -27,6 +27,7 @@ from bot.core.events import (
     TextDelta,
     Usage,
 )
+from bot.core.renderer import ReplyLayout, SentMessage
 from bot.core.responses import ERROR_BODY_MAX_CHARS, ResponsesClient
 from tests.support.fake_responses import (
     ABORT,
@@ -393,6 +394,69 @@ async def test_url_citations(server: FakeResponsesServer, make_client: ClientFac
     assert [e for e in result if isinstance(e, Citation)] == [
         Citation("https://example.org/a", "A")
     ]
+
+
+def _url_citation(url: str) -> dict[str, Any]:
+    """A url_citation annotation as web search sends it."""
+    return {"type": "url_citation", "url": url, "title": url, "start_index": 0, "end_index": 3}
+
+
+def _final_content(events: list[StreamEvent]) -> str:
+    """The reply a layout shows once it took every event (one message, shown at once)."""
+    layout = ReplyLayout()
+    for event in events:
+        if isinstance(event, TextDelta):
+            layout.add_text(event.text)
+        elif isinstance(event, Citation):
+            layout.add_citation(event)
+        elif isinstance(event, Completed | Incomplete | Failed):
+            layout.finish(event)
+    contents: list[str] = []
+    while (operation := layout.take()) is not None:
+        contents.append(operation.content)
+        layout.applied(operation, SentMessage("1", "channel:1"))
+    return contents[-1]
+
+
+async def test_citations_from_every_place_are_listed_once(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """Citations in annotation events, the finished message item and the completed response
+    each yield one Citation per URL, and the reply lists every source once."""
+    events = answer_events(["See A"])
+    item_done, completed = events[-2], events[-1]
+    annotations = [_url_citation("https://a.example/"), _url_citation("https://b.example/")]
+    item = {
+        **item_done["item"],
+        "content": [{"type": "output_text", "text": "See A", "annotations": annotations}],
+    }
+    final_item = {
+        **item,
+        "content": [
+            {
+                **item["content"][0],
+                "annotations": [*annotations, _url_citation("https://c.example/")],
+            }
+        ],
+    }
+    added = {"type": "response.output_text.annotation.added", "annotation": annotations[0]}
+    server.push(
+        stream_of(
+            *events[:-2],
+            added,
+            {**item_done, "item": item},
+            {**completed, "response": {**completed["response"], "output": [final_item]}},
+        )
+    )
+    result = await collect(make_client())
+    assert [e.url for e in result if isinstance(e, Citation)] == [
+        "https://a.example/",
+        "https://b.example/",
+        "https://c.example/",
+    ]
+    assert _final_content(result) == (
+        "See A\n\n-# Sources: <https://a.example/> · <https://b.example/> · <https://c.example/>"
+    )
 
 
 async def test_malformed_json_event_fails(

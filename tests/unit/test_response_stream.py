@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import errors
-from bot.core.events import Completed, Failed, Incomplete, TextDelta, Usage
+from bot.core.events import Citation, Completed, Failed, Incomplete, TextDelta, Usage
 from bot.core.response_stream import ResponseStreamParser, error_from_payload, parse_usage
 from bot.core.responses import http_error, parse_retry_after, speaker_label
 from bot.core.sse import ServerSentEvent
@@ -313,3 +313,101 @@ def test_a_final_event_with_status_failed_is_failed(kind: str) -> None:
     assert isinstance(final.error, errors.LLMStreamError)
     assert (final.error.code, final.error.provider_message) == ("rate_limit_exceeded", "Busy")
     assert parser.finished
+
+
+def _cite(url: str, title: str = "") -> dict[str, Any]:
+    """A url_citation annotation."""
+    return {"type": "url_citation", "url": url, "title": title, "start_index": 0, "end_index": 1}
+
+
+def _message(*annotations: dict[str, Any]) -> dict[str, Any]:
+    """A finished assistant message item whose text carries these annotations."""
+    part = {"type": "output_text", "text": "x", "annotations": list(annotations)}
+    return {"type": "message", "id": "msg_1", "role": "assistant", "content": [part]}
+
+
+CITATION_SOURCES = [
+    pytest.param(
+        {"type": "response.output_text.annotation.added", "annotation": _cite("https://a.org")},
+        [Citation("https://a.org")],
+        id="annotation.added",
+    ),
+    pytest.param(
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": _message(_cite("https://b.org", "B")),
+        },
+        [Citation("https://b.org", "B")],
+        id="output_item.done",
+    ),
+    pytest.param(
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {"type": "reasoning", "content": [{"annotations": [_cite("https://r.org")]}]},
+        },
+        [],
+        id="not-a-message",
+    ),
+    pytest.param(
+        {"type": "response.completed", "response": {"output": [_message(_cite("https://c.org"))]}},
+        [Citation("https://c.org"), Completed(message_id="msg_1")],
+        id="response.completed",
+    ),
+    pytest.param(
+        {
+            "type": "response.incomplete",
+            "response": {
+                "output": [_message(_cite("https://d.org"))],
+                "incomplete_details": {"reason": "max_output_tokens"},
+            },
+        },
+        [Citation("https://d.org"), Incomplete("max_output_tokens", message_id="msg_1")],
+        id="response.incomplete",
+    ),
+    pytest.param(
+        {
+            "type": "response.output_item.done",
+            "item": _message(
+                _cite("https://e.org"),
+                _cite("https://e.org", "twice"),
+                {"type": "file_citation", "file_id": "f"},
+                _cite("javascript:alert(1)"),
+                _cite("https://x.org/a b"),
+                _cite("https://x.org/<@123>"),
+                _cite("https://x.org/" + "y" * 600),
+                _cite(""),
+            ),
+        },
+        [Citation("https://e.org")],
+        id="duplicates-and-odd-urls-dropped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), CITATION_SOURCES)
+def test_citations_wherever_the_stream_carries_them(
+    payload: dict[str, Any], expected: list[Any]
+) -> None:
+    """url_citation annotations are read from annotation.added, a finished message item and
+    the final response's output; only plain http(s) links count, each once."""
+    assert ResponseStreamParser().on_event(sse(payload)) == expected
+
+
+def test_each_url_is_cited_once_per_answer() -> None:
+    """A URL seen in the annotation event, again in the finished item and again in the final
+    response yields one Citation; a new URL in the final response still counts."""
+    parser = ResponseStreamParser()
+    added = {"type": "response.output_text.annotation.added", "annotation": _cite("https://a.org")}
+    done = {"type": "response.output_item.done", "item": _message(_cite("https://a.org"))}
+    final_output = [_message(_cite("https://a.org"), _cite("https://b.org"))]
+    completed = {"type": "response.completed", "response": {"output": final_output}}
+    events = [
+        event for payload in (added, done, completed) for event in parser.on_event(sse(payload))
+    ]
+    assert [e for e in events if isinstance(e, Citation)] == [
+        Citation("https://a.org"),
+        Citation("https://b.org"),
+    ]
+    assert isinstance(events[-1], Completed)
