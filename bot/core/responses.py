@@ -139,7 +139,12 @@ def not_event_stream_error(content_type: str, body: bytes) -> LLMError:
 
 
 class ResponsesClient:
-    """Streams answers from `POST {base_url}/responses` over one shared aiohttp session."""
+    """Streams answers from `POST {base_url}/responses` over one shared aiohttp session.
+
+    `first_byte_timeout` bounds the whole wait for the first body byte (an SSE comment counts):
+    every attempt and every retry wait included. After that byte, `idle_timeout` bounds each
+    wait for the next one.
+    """
 
     def __init__(
         self,
@@ -148,7 +153,7 @@ class ResponsesClient:
         base_url: str,
         api_key: str,
         connect_timeout: float = 10,
-        first_byte_timeout: float = 60,
+        first_byte_timeout: float = 30,
         idle_timeout: float = 60,
         max_retries: int = 2,
         max_retry_wait: float = 10.0,
@@ -192,12 +197,13 @@ class ResponsesClient:
 
     async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
         """Send the request and yield typed events, ending with exactly one final event."""
-        opened = await self._open_with_retries(request)
+        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout
+        opened = await self._open_with_retries(request, deadline)
         if isinstance(opened, LLMError):
             log.info("model request failed before the stream: %s", opened)
             yield Failed(opened)
             return
-        response, deadline = opened
+        response = opened
         parser = ResponseStreamParser()
         decoder = SSEDecoder()
         try:
@@ -263,17 +269,18 @@ class ResponsesClient:
         return not_event_stream_error(content_type, body)
 
     async def _open_with_retries(
-        self, request: dict[str, Any]
-    ) -> tuple[aiohttp.ClientResponse, float] | LLMError:
-        """POST until a 2xx response begins, retrying retryable errors within the budget."""
+        self, request: dict[str, Any], deadline: float
+    ) -> aiohttp.ClientResponse | LLMError:
+        """POST until a 2xx response begins, retrying retryable errors within the budgets: the
+        retry waits' own, and the first-byte deadline that every attempt and wait shares."""
         waited = 0.0
         attempt = 0
         while True:
-            opened = await self._open(request)
+            opened = await self._open(request, deadline)
             if not isinstance(opened, LLMError):
                 return opened
             wait = self._retry_wait(opened, attempt, waited)
-            if wait is None:
+            if wait is None or asyncio.get_running_loop().time() + wait >= deadline:
                 return opened
             log.warning("model request failed (%s); retry %d in %.2f s", opened, attempt + 1, wait)
             await self._sleep(wait)
@@ -295,17 +302,16 @@ class ResponsesClient:
         return wait
 
     async def _open(
-        self, request: dict[str, Any]
-    ) -> tuple[aiohttp.ClientResponse, float] | LLMError:
+        self, request: dict[str, Any], deadline: float
+    ) -> aiohttp.ClientResponse | LLMError:
         """One attempt: the response once its 2xx headers arrived, or the error it met."""
-        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._session.post(
                     self._url, json=request, headers=self._headers(), timeout=self._timeout()
                 )
                 if response.status < 300:
-                    return response, deadline
+                    return response
                 try:
                     body = await _read_capped(response, ERROR_BODY_MAX_BYTES)
                 finally:

@@ -500,7 +500,7 @@ async def test_retry_budget_caps_total_waiting(
     """A Retry-After beyond what is left of the 10 s budget ends the retries."""
     server.push(error_response(503, headers={"Retry-After": "6"}))
     server.push(error_response(503, headers={"Retry-After": "6"}))
-    error = failure(await collect(make_client(max_retries=5)))
+    error = failure(await collect(make_client(max_retries=5, first_byte_timeout=30)))
     assert isinstance(error, errors.ServerError)
     assert error.retry_after == 6.0
     assert sleeps.waits == [6.0]
@@ -560,14 +560,30 @@ async def test_connection_refused_is_retried_then_reported(
     assert len(sleeps.waits) == 2
 
 
-async def test_first_byte_timeout_before_headers_is_retried(
-    server: FakeResponsesServer, make_client: ClientFactory
+async def test_no_headers_spends_the_whole_first_byte_budget_once(
+    server: FakeResponsesServer, make_client: ClientFactory, sleeps: SleepRecorder
 ) -> None:
-    """A server that never sends headers times out in the first_byte phase, then retries."""
-    server.push(SseStream([], hold=HANG), SseStream([sse_stream(["late"])]))
-    events = await collect(make_client(first_byte_timeout=0.2))
-    assert text_of(events) == "late"
-    assert len(server.requests) == 2
+    """A server that never sends headers gets one attempt: when the first-byte budget (all
+    attempts included) is spent, the stream fails with a first_byte timeout, not retried."""
+    server.push(*[SseStream([], hold=HANG)] * 3, SseStream([sse_stream(["late"])]))
+    error = failure(await collect(make_client(first_byte_timeout=0.2, max_retries=2)))
+    assert isinstance(error, errors.LLMTimeoutError)
+    assert (error.phase, error.seconds) == ("first_byte", 0.2)
+    assert error.user_message == "The model took too long to answer."
+    assert len(server.requests) == 1
+    assert sleeps.waits == []
+
+
+async def test_a_retry_wait_beyond_the_first_byte_budget_is_not_waited(
+    server: FakeResponsesServer, make_client: ClientFactory, sleeps: SleepRecorder
+) -> None:
+    """Retry waits count against the first-byte budget: a wait that would outlast it is not
+    taken, and the error that asked for it is returned."""
+    server.push(error_response(503, headers={"Retry-After": "4"}), SseStream([sse_stream(["x"])]))
+    error = failure(await collect(make_client(first_byte_timeout=3, max_retry_wait=10)))
+    assert isinstance(error, errors.ServerError)
+    assert sleeps.waits == []
+    assert len(server.requests) == 1
 
 
 async def test_first_byte_timeout_after_headers(
