@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import TurnRequest
-from bot.core.errors import LLMError, ModelNotFoundError
+from bot.core.errors import LLMError, ModelNotFoundError, with_provider_message
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
 from bot.core.keys import ConversationKey
 from bot.core.turnlock import TurnLockTimeout
@@ -114,9 +114,10 @@ async def ask(settings: Settings, text: str, channel: str, model: str | None) ->
 
 
 def _error_line(error: LLMError, model: str) -> str:
-    """The user-facing sentence of an error, worded for a terminal."""
+    """The user-facing line of an error (the provider's message included), for a terminal."""
     if isinstance(error, ModelNotFoundError):
-        return f"The model {model!r} does not exist on OpenRouter; pick another with --model."
+        sentence = f"The model {model!r} does not exist on OpenRouter; pick another with --model."
+        return with_provider_message(sentence, error.provider_message)
     return error.user_message
 
 

@@ -5,6 +5,8 @@ typed events it stands for; `finish()` says how a stream that ended without a fi
 Both vocabularies are accepted: the OpenAI-compatible names OpenRouter really sends
 (`response.output_text.delta`, `response.completed`) and the names in OpenRouter's docs example
 (`response.content_part.delta`, `response.done`). Unknown events and item types are ignored.
+Cited web sources are read wherever the stream carries them (annotation events, finished
+message items, the final response's output); each URL becomes one `Citation` per answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bot.core.sse import ServerSentEvent
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "[DONE]"
+MAX_CITATION_URL_CHARS = 500
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -60,16 +63,51 @@ def parse_usage(raw: object) -> Usage:
     )
 
 
+def error_code(value: object) -> str | int | None:
+    """An API error code: a string or an integer (not a bool), else None."""
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def moderation_reason(payload: Mapping[str, Any]) -> str:
+    """Why moderation blocked a request, from `metadata` beside `error` or inside it."""
+    for holder in (_mapping(payload.get("error")), payload):
+        metadata = _mapping(holder.get("metadata"))
+        reasons = metadata.get("reasons")
+        if isinstance(reasons, list):
+            joined = ", ".join(str(reason) for reason in reasons if reason)
+            if joined:
+                return joined
+        if _text(metadata.get("reason")):
+            return _text(metadata.get("reason"))
+    return ""
+
+
 def error_from_payload(payload: Mapping[str, Any]) -> LLMStreamError:
-    """An in-stream error: message and code read from the top level, then from `error`."""
+    """An in-stream error: message and code read from the top level, then from `error`;
+    moderation reasons from `metadata` at either level."""
     nested = _mapping(payload.get("error"))
     message = _text(payload.get("message")) or _text(nested.get("message"))
-    code = payload.get("code")
+    code = error_code(payload.get("code"))
     if code is None:
-        code = nested.get("code")
-    if not isinstance(code, str | int) or isinstance(code, bool):
-        code = None
-    return LLMStreamError(message or "the stream reported an error", code=code)
+        code = error_code(nested.get("code"))
+    return LLMStreamError(
+        message or "the stream reported an error",
+        code=code,
+        provider_message=message,
+        reason=moderation_reason(payload),
+    )
+
+
+def citation_url(annotation: Mapping[str, Any]) -> str:
+    """The URL of a url_citation annotation if it is a plain http(s) link, else ""."""
+    url = _text(annotation.get("url"))
+    if annotation.get("type") != "url_citation" or len(url) > MAX_CITATION_URL_CHARS:
+        return ""
+    if not url.lower().startswith(("https://", "http://")):
+        return ""
+    if any(ch.isspace() or ch in "<>" for ch in url):  # would break the `<url>` sources line
+        return ""
+    return url
 
 
 def _delta_text(payload: Mapping[str, Any]) -> str:
@@ -89,6 +127,7 @@ class ResponseStreamParser:
         self.model: str | None = None
         self._open_items: set[str] = set()
         self._done_items: set[str] = set()
+        self._cited: set[str] = set()
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[StreamEvent]]] = {
             "response.output_text.delta": self._on_text_delta,
             "response.content_part.delta": self._on_text_delta,
@@ -153,11 +192,37 @@ class ResponseStreamParser:
 
     def _on_annotation(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A url_citation annotation becomes a Citation."""
-        annotation = _mapping(payload.get("annotation"))
-        url = _text(annotation.get("url"))
-        if annotation.get("type") != "url_citation" or not url:
+        return self._citations([payload.get("annotation")])
+
+    def _citations(self, annotations: object) -> list[StreamEvent]:
+        """A Citation for each url_citation annotation whose URL was not cited before."""
+        found: list[StreamEvent] = []
+        for raw in annotations if isinstance(annotations, list) else []:
+            annotation = _mapping(raw)
+            url = citation_url(annotation)
+            if url and url not in self._cited:
+                self._cited.add(url)
+                found.append(Citation(url=url, title=_text(annotation.get("title"))))
+        return found
+
+    def _item_citations(self, item: object) -> list[StreamEvent]:
+        """Citations in the annotations of a finished message item's text parts."""
+        item_map = _mapping(item)
+        if item_map.get("type") != "message":
             return []
-        return [Citation(url=url, title=_text(annotation.get("title")))]
+        content = item_map.get("content")
+        found: list[StreamEvent] = []
+        for part in content if isinstance(content, list) else []:
+            found += self._citations(_mapping(part).get("annotations"))
+        return found
+
+    def _output_citations(self, response: Mapping[str, Any]) -> list[StreamEvent]:
+        """Citations in the message items of a final response's `output`."""
+        outputs = response.get("output")
+        found: list[StreamEvent] = []
+        for item in outputs if isinstance(outputs, list) else []:
+            found += self._item_citations(item)
+        return found
 
     def _item_key(self, payload: Mapping[str, Any]) -> str:
         """Identify an output item by its id, else by its output index."""
@@ -182,7 +247,7 @@ class ResponseStreamParser:
         self._open_items.add(key)
         self._done_items.add(key)
         self._note_message(payload)
-        return []
+        return self._item_citations(payload.get("item"))
 
     def _on_response_info(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """Remember the model named by response.created / in_progress."""
@@ -201,11 +266,18 @@ class ResponseStreamParser:
         return response
 
     def _on_completed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
-        """response.completed / response.done."""
+        """response.completed / response.done; a `response.status` of "incomplete" or "failed"
+        is handled as that status, not as a normal end."""
+        status = _mapping(payload.get("response")).get("status")
+        if status == "incomplete":
+            return self._on_incomplete(payload)
+        if status == "failed":
+            return self._on_failed(payload)
         response = self._read_response(payload)
         self.finished = True
         usage = parse_usage(response.get("usage"))
-        return [Completed(message_id=self.message_id, model=self.model, usage=usage)]
+        completed = Completed(message_id=self.message_id, model=self.model, usage=usage)
+        return [*self._output_citations(response), completed]
 
     def _on_incomplete(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.incomplete, with the reason it stopped."""
@@ -213,12 +285,14 @@ class ResponseStreamParser:
         self.finished = True
         reason = _text(_mapping(response.get("incomplete_details")).get("reason")) or "unknown"
         usage = parse_usage(response.get("usage"))
-        return [Incomplete(reason, message_id=self.message_id, model=self.model, usage=usage)]
+        incomplete = Incomplete(reason, message_id=self.message_id, model=self.model, usage=usage)
+        return [*self._output_citations(response), incomplete]
 
     def _on_failed(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.failed, with response.error."""
         response = self._read_response(payload)
-        return [self.fail(error_from_payload({"error": response.get("error")}))]
+        error = {"error": response.get("error"), "metadata": response.get("metadata")}
+        return [*self._output_citations(response), self.fail(error_from_payload(error))]
 
     def _on_error(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A flat or nested `error` event."""

@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,12 @@ from bot.core.errors import (
     status_error,
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
-from bot.core.response_stream import ResponseStreamParser, error_from_payload
+from bot.core.response_stream import (
+    ResponseStreamParser,
+    error_code,
+    error_from_payload,
+    moderation_reason,
+)
 from bot.core.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
@@ -94,15 +99,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _moderation_reason(metadata: Mapping[str, Any]) -> str:
-    """Why a 403 happened, from OpenRouter's error metadata."""
-    reasons = metadata.get("reasons")
-    if isinstance(reasons, list):
-        return ", ".join(str(reason) for reason in reasons if reason)
-    reason = metadata.get("reason")
-    return reason if isinstance(reason, str) else ""
-
-
 def http_error(status: int, body: bytes, retry_after: float | None) -> LLMStatusError:
     """The typed error for an HTTP error status and its body (JSON or not)."""
     text = body.decode("utf-8", errors="replace")
@@ -115,16 +111,15 @@ def http_error(status: int, body: bytes, retry_after: float | None) -> LLMStatus
         return status_error(
             status, None, text.strip()[:ERROR_BODY_MAX_CHARS], retry_after=retry_after
         )
-    code = error.get("code")
-    code = code if isinstance(code, str | int) and not isinstance(code, bool) else None
     message = error.get("message")
-    metadata = error.get("metadata")
+    message = message if isinstance(message, str) else ""
     return status_error(
         status,
-        code,
-        message if isinstance(message, str) else "",
+        error_code(error.get("code")),
+        message,
         retry_after=retry_after,
-        reason=_moderation_reason(metadata) if isinstance(metadata, dict) else "",
+        reason=moderation_reason(parsed),
+        provider_message=message,
     )
 
 
@@ -135,16 +130,21 @@ def not_event_stream_error(content_type: str, body: bytes) -> LLMError:
     except ValueError:
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code")
-        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+    if isinstance(parsed, dict) and isinstance(error, dict):
+        code = error_code(error.get("code"))
+        if isinstance(code, int) and 400 <= code <= 599:
             return http_error(code, body, None)
-        return error_from_payload({"error": error})
+        return error_from_payload({"error": error, "metadata": parsed.get("metadata")})
     return LLMStreamError(f"the answer was not an event stream ({content_type or 'no type'})")
 
 
 class ResponsesClient:
-    """Streams answers from `POST {base_url}/responses` over one shared aiohttp session."""
+    """Streams answers from `POST {base_url}/responses` over one shared aiohttp session.
+
+    `first_byte_timeout` bounds the whole wait for the first body byte (an SSE comment counts):
+    every attempt and every retry wait included. After that byte, `idle_timeout` bounds each
+    wait for the next one.
+    """
 
     def __init__(
         self,
@@ -153,7 +153,7 @@ class ResponsesClient:
         base_url: str,
         api_key: str,
         connect_timeout: float = 10,
-        first_byte_timeout: float = 60,
+        first_byte_timeout: float = 30,
         idle_timeout: float = 60,
         max_retries: int = 2,
         max_retry_wait: float = 10.0,
@@ -197,12 +197,13 @@ class ResponsesClient:
 
     async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
         """Send the request and yield typed events, ending with exactly one final event."""
-        opened = await self._open_with_retries(request)
+        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout
+        opened = await self._open_with_retries(request, deadline)
         if isinstance(opened, LLMError):
             log.info("model request failed before the stream: %s", opened)
             yield Failed(opened)
             return
-        response, deadline = opened
+        response = opened
         parser = ResponseStreamParser()
         decoder = SSEDecoder()
         try:
@@ -268,17 +269,18 @@ class ResponsesClient:
         return not_event_stream_error(content_type, body)
 
     async def _open_with_retries(
-        self, request: dict[str, Any]
-    ) -> tuple[aiohttp.ClientResponse, float] | LLMError:
-        """POST until a 2xx response begins, retrying retryable errors within the budget."""
+        self, request: dict[str, Any], deadline: float
+    ) -> aiohttp.ClientResponse | LLMError:
+        """POST until a 2xx response begins, retrying retryable errors within the budgets: the
+        retry waits' own, and the first-byte deadline that every attempt and wait shares."""
         waited = 0.0
         attempt = 0
         while True:
-            opened = await self._open(request)
+            opened = await self._open(request, deadline)
             if not isinstance(opened, LLMError):
                 return opened
             wait = self._retry_wait(opened, attempt, waited)
-            if wait is None:
+            if wait is None or asyncio.get_running_loop().time() + wait >= deadline:
                 return opened
             log.warning("model request failed (%s); retry %d in %.2f s", opened, attempt + 1, wait)
             await self._sleep(wait)
@@ -300,17 +302,16 @@ class ResponsesClient:
         return wait
 
     async def _open(
-        self, request: dict[str, Any]
-    ) -> tuple[aiohttp.ClientResponse, float] | LLMError:
+        self, request: dict[str, Any], deadline: float
+    ) -> aiohttp.ClientResponse | LLMError:
         """One attempt: the response once its 2xx headers arrived, or the error it met."""
-        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._session.post(
                     self._url, json=request, headers=self._headers(), timeout=self._timeout()
                 )
                 if response.status < 300:
-                    return response, deadline
+                    return response
                 try:
                     body = await _read_capped(response, ERROR_BODY_MAX_BYTES)
                 finally:

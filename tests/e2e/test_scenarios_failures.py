@@ -19,13 +19,19 @@ def cut_mid_stream(deltas: list[str]) -> SseStream:
 
 
 FAILURES: dict[str, tuple[list[PlainResponse | SseStream], str]] = {
-    "401": ([error_response(401, "No auth credentials found")], "API key was refused"),
+    "401": (
+        [error_response(401, "No auth credentials found")],
+        "API key was refused; the bot owner must fix it. (No auth credentials found)",
+    ),
     "402": ([error_response(402, "Insufficient credits")], "out of credits"),
     "429": (
         [error_response(429, "slow down", headers={"Retry-After": "0"})] * RETRIED,
-        "rate limited",
+        "rate-limited right now; try again in a moment. (slow down)",
     ),
-    "500": ([error_response(500, "boom")] * RETRIED, "provider had an error"),
+    "500": (
+        [error_response(500, "boom")] * RETRIED,
+        "provider had an error. Please try again. (boom)",
+    ),
     "mid-stream": ([cut_mid_stream(["The start", " of an answer"])], "broke off"),
 }
 

@@ -263,37 +263,40 @@ ERROR_CASES = [
     pytest.param(
         [error_response(401, "No auth credentials found")],
         "",
-        "The bot's OpenRouter API key was refused; the bot owner must fix it.",
+        "The bot's OpenRouter API key was refused; the bot owner must fix it."
+        " (No auth credentials found)",
         id="401",
     ),
     pytest.param(
         [error_response(402, "Insufficient credits")],
         "",
-        "The bot's OpenRouter account is out of credits.",
+        "The bot's OpenRouter account is out of credits. (Insufficient credits)",
         id="402",
     ),
     pytest.param(
         [error_response(403, "flagged", metadata={"reasons": ["violence", "hate"]})],
         "",
-        "The request was blocked by moderation: violence, hate.",
+        "The request was blocked by moderation: violence, hate. (flagged)",
         id="403",
     ),
     pytest.param(
         [error_response(404, "No endpoints found for no/such-model")],
         "",
-        "The model 'openai/gpt-4o-mini' does not exist on OpenRouter; pick another with --model.",
+        "The model 'openai/gpt-4o-mini' does not exist on OpenRouter; pick another with --model."
+        " (No endpoints found for no/such-model)",
         id="404",
     ),
     pytest.param(
         _retried(error_response(429, "Rate limit exceeded", headers=NO_WAIT)),
         "",
-        "The model is rate limited right now. Please try again in a moment.",
+        "The model provider is rate-limited right now; try again in a moment."
+        " (Rate limit exceeded)",
         id="429",
     ),
     pytest.param(
         _retried(error_response(500, "Internal Server Error", headers=NO_WAIT)),
         "",
-        "The model provider had an error. Please try again.",
+        "The model provider had an error. Please try again. (Internal Server Error)",
         id="500",
     ),
     pytest.param(
@@ -305,7 +308,7 @@ ERROR_CASES = [
     pytest.param(
         [answer(["Half"], "msg_failed", end="failed")],
         "Half\n",
-        "The model's answer broke off with an error.",
+        "The model provider had an error. Please try again. (provider exploded)",
         id="response-failed",
     ),
     pytest.param(
@@ -319,6 +322,31 @@ ERROR_CASES = [
         "",
         "The model's answer broke off with an error.",
         id="not-sse",
+    ),
+    pytest.param(
+        [
+            SseStream(
+                [
+                    opening(["Some "], "msg_long"),
+                    encode_events(
+                        [
+                            {
+                                "type": "error",
+                                "error": {
+                                    "code": "context_length_exceeded",
+                                    "message": "Ping @everyone\nand <@123>: 9000 > 8192 tokens",
+                                },
+                            }
+                        ],
+                        style="openai",
+                    ),
+                ]
+            )
+        ],
+        "Some \n",
+        "The conversation is too long for this model; use /reset or pick a model with a bigger"
+        " context. (Ping @\u200beveryone and <@\u200b123>: 9000 > 8192 tokens)",
+        id="stream-error-says-why",
     ),
 ]
 

@@ -27,6 +27,7 @@ from bot.core.events import (
     TextDelta,
     Usage,
 )
+from bot.core.renderer import ReplyLayout, SentMessage
 from bot.core.responses import ERROR_BODY_MAX_CHARS, ResponsesClient
 from tests.support.fake_responses import (
     ABORT,
@@ -187,12 +188,14 @@ async def test_every_error_status_maps_to_its_error(
     status: int,
     kind: type[errors.LLMStatusError],
 ) -> None:
-    """Each HTTP error status becomes its typed error, with the API's message and code."""
+    """Each HTTP error status becomes its typed error, with the API's message and code; the
+    user's line is the status's sentence followed by the API's message."""
     server.push(error_response(status, f"failure {status}"))
     error = failure(await collect(make_client(max_retries=0)))
     assert type(error) is kind
     assert isinstance(error, errors.LLMStatusError)
     assert (error.status, error.code, error.detail) == (status, status, f"failure {status}")
+    assert error.user_message == f"{kind.default_user_message} (failure {status})"
     assert API_KEY not in str(error) + error.user_message
 
 
@@ -246,7 +249,7 @@ async def test_huge_error_body_is_read_only_up_to_the_cap(
 async def test_error_inside_a_200_stream_keeps_earlier_text(
     server: FakeResponsesServer, make_client: ClientFactory, error_event: dict[str, Any]
 ) -> None:
-    """An error after text arrived fails the stream; the text stays as TextDeltas."""
+    """An error after text arrived fails the stream, saying why; the text stays as TextDeltas."""
     events = answer_events(["Par", "tial"], end="none")[:-1]
     server.push(stream_of(*events, error_event))
     result = await collect(make_client())
@@ -254,6 +257,7 @@ async def test_error_inside_a_200_stream_keeps_earlier_text(
     error = failure(result)
     assert isinstance(error, errors.LLMStreamError)
     assert (error.code, error.detail) == ("server_error", "boom")
+    assert error.user_message == "The model provider had an error. Please try again. (boom)"
     assert len(server.requests) == 1
 
 
@@ -263,6 +267,22 @@ async def test_incomplete_answer(server: FakeResponsesServer, make_client: Clien
     events = await collect(make_client())
     assert text_of(events) == "Long answ"
     assert events[-1] == Incomplete(
+        "max_output_tokens", message_id="msg_tmp_abc123", model="openai/gpt-4o-mini", usage=USAGE
+    )
+
+
+async def test_completed_event_saying_incomplete(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """A response.completed whose response.status is "incomplete" ends as Incomplete."""
+    events = answer_events(["Cut ", "here"])
+    final = events[-1]
+    response = {**final["response"], "status": "incomplete"}
+    response["incomplete_details"] = {"reason": "max_output_tokens"}
+    server.push(stream_of(*events[:-1], {**final, "response": response}))
+    result = await collect(make_client())
+    assert text_of(result) == "Cut here"
+    assert result[-1] == Incomplete(
         "max_output_tokens", message_id="msg_tmp_abc123", model="openai/gpt-4o-mini", usage=USAGE
     )
 
@@ -376,6 +396,69 @@ async def test_url_citations(server: FakeResponsesServer, make_client: ClientFac
     ]
 
 
+def _url_citation(url: str) -> dict[str, Any]:
+    """A url_citation annotation as web search sends it."""
+    return {"type": "url_citation", "url": url, "title": url, "start_index": 0, "end_index": 3}
+
+
+def _final_content(events: list[StreamEvent]) -> str:
+    """The reply a layout shows once it took every event (one message, shown at once)."""
+    layout = ReplyLayout()
+    for event in events:
+        if isinstance(event, TextDelta):
+            layout.add_text(event.text)
+        elif isinstance(event, Citation):
+            layout.add_citation(event)
+        elif isinstance(event, Completed | Incomplete | Failed):
+            layout.finish(event)
+    contents: list[str] = []
+    while (operation := layout.take()) is not None:
+        contents.append(operation.content)
+        layout.applied(operation, SentMessage("1", "channel:1"))
+    return contents[-1]
+
+
+async def test_citations_from_every_place_are_listed_once(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """Citations in annotation events, the finished message item and the completed response
+    each yield one Citation per URL, and the reply lists every source once."""
+    events = answer_events(["See A"])
+    item_done, completed = events[-2], events[-1]
+    annotations = [_url_citation("https://a.example/"), _url_citation("https://b.example/")]
+    item = {
+        **item_done["item"],
+        "content": [{"type": "output_text", "text": "See A", "annotations": annotations}],
+    }
+    final_item = {
+        **item,
+        "content": [
+            {
+                **item["content"][0],
+                "annotations": [*annotations, _url_citation("https://c.example/")],
+            }
+        ],
+    }
+    added = {"type": "response.output_text.annotation.added", "annotation": annotations[0]}
+    server.push(
+        stream_of(
+            *events[:-2],
+            added,
+            {**item_done, "item": item},
+            {**completed, "response": {**completed["response"], "output": [final_item]}},
+        )
+    )
+    result = await collect(make_client())
+    assert [e.url for e in result if isinstance(e, Citation)] == [
+        "https://a.example/",
+        "https://b.example/",
+        "https://c.example/",
+    ]
+    assert _final_content(result) == (
+        "See A\n\n-# Sources: <https://a.example/> · <https://b.example/> · <https://c.example/>"
+    )
+
+
 async def test_malformed_json_event_fails(
     server: FakeResponsesServer, make_client: ClientFactory
 ) -> None:
@@ -417,7 +500,7 @@ async def test_retry_budget_caps_total_waiting(
     """A Retry-After beyond what is left of the 10 s budget ends the retries."""
     server.push(error_response(503, headers={"Retry-After": "6"}))
     server.push(error_response(503, headers={"Retry-After": "6"}))
-    error = failure(await collect(make_client(max_retries=5)))
+    error = failure(await collect(make_client(max_retries=5, first_byte_timeout=30)))
     assert isinstance(error, errors.ServerError)
     assert error.retry_after == 6.0
     assert sleeps.waits == [6.0]
@@ -477,14 +560,30 @@ async def test_connection_refused_is_retried_then_reported(
     assert len(sleeps.waits) == 2
 
 
-async def test_first_byte_timeout_before_headers_is_retried(
-    server: FakeResponsesServer, make_client: ClientFactory
+async def test_no_headers_spends_the_whole_first_byte_budget_once(
+    server: FakeResponsesServer, make_client: ClientFactory, sleeps: SleepRecorder
 ) -> None:
-    """A server that never sends headers times out in the first_byte phase, then retries."""
-    server.push(SseStream([], hold=HANG), SseStream([sse_stream(["late"])]))
-    events = await collect(make_client(first_byte_timeout=0.2))
-    assert text_of(events) == "late"
-    assert len(server.requests) == 2
+    """A server that never sends headers gets one attempt: when the first-byte budget (all
+    attempts included) is spent, the stream fails with a first_byte timeout, not retried."""
+    server.push(*[SseStream([], hold=HANG)] * 3, SseStream([sse_stream(["late"])]))
+    error = failure(await collect(make_client(first_byte_timeout=0.2, max_retries=2)))
+    assert isinstance(error, errors.LLMTimeoutError)
+    assert (error.phase, error.seconds) == ("first_byte", 0.2)
+    assert error.user_message == "The model took too long to answer."
+    assert len(server.requests) == 1
+    assert sleeps.waits == []
+
+
+async def test_a_retry_wait_beyond_the_first_byte_budget_is_not_waited(
+    server: FakeResponsesServer, make_client: ClientFactory, sleeps: SleepRecorder
+) -> None:
+    """Retry waits count against the first-byte budget: a wait that would outlast it is not
+    taken, and the error that asked for it is returned."""
+    server.push(error_response(503, headers={"Retry-After": "4"}), SseStream([sse_stream(["x"])]))
+    error = failure(await collect(make_client(first_byte_timeout=3, max_retry_wait=10)))
+    assert isinstance(error, errors.ServerError)
+    assert sleeps.waits == []
+    assert len(server.requests) == 1
 
 
 async def test_first_byte_timeout_after_headers(
