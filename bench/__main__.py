@@ -132,7 +132,7 @@ async def history_rows(url: str) -> list[Row]:
         key = ConversationKey("bench", "history")
         answer = "An answer of moderate length. " * 20
 
-        def exchange(i: int) -> Awaitable[None]:
+        def exchange(i: int) -> Awaitable[int]:
             items = [
                 HistoryItem(role="user", text=f"Question {i}?", speaker="Bench"),
                 HistoryItem(role="assistant", text=answer, item_id=f"msg_{i}"),
