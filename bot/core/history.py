@@ -32,6 +32,8 @@ from bot.core.keys import ConversationKey
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
+TRIM_TO: Final = 0.5
+"""Past a limit, history is trimmed to this share of it (see the module docstring)."""
 _ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
 _STATUSES: Final[frozenset[str]] = frozenset({"completed", "incomplete"})
 
@@ -216,6 +218,8 @@ class HistoryStore:
 
     `companion_keys` names other per-conversation keys (`ConversationKey.sub(name)`) whose TTL
     every write refreshes along with the items, so a conversation's keys expire together.
+    `trim_to` is the share of each limit a trim leaves at most (a half; 1.0 would drop only
+    as much as needed, one exchange per turn, and defeat prompt caches).
     """
 
     def __init__(
@@ -226,16 +230,18 @@ class HistoryStore:
         max_chars: int,
         ttl_seconds: int,
         companion_keys: Sequence[str] = ("settings",),
+        trim_to: float = TRIM_TO,
     ) -> None:
         if max_items < 1 or max_chars < 1 or ttl_seconds < 1:
             raise ValueError("max_items, max_chars and ttl_seconds must all be at least 1.")
+        if not 0 <= trim_to <= 1:
+            raise ValueError("trim_to must be between 0 and 1.")
         self._redis = redis
         self.max_items = max_items
         self.max_chars = max_chars
         self.ttl_seconds = ttl_seconds
-        # Past a limit, history is trimmed to half of it (see the module docstring).
-        self.trim_to_items = max_items // 2
-        self.trim_to_chars = max_chars // 2
+        self.trim_to_items = int(max_items * trim_to)
+        self.trim_to_chars = int(max_chars * trim_to)
         self._companion_keys = tuple(companion_keys)
         self._append_script = redis.register_script(_APPEND_LUA)
         self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)

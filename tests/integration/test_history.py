@@ -385,3 +385,13 @@ async def test_trimming_property(
         stored = [decode_item(item).text for item in raw]
         kept = _kept_after([*kept, batch], max_items, max_chars)
         assert stored == [text for turn_texts in kept for text in turn_texts]
+
+
+async def test_trim_to_one_drops_only_what_is_needed(redis_client: aioredis.Redis) -> None:
+    """With trim_to=1.0 (the bench's comparison rule) one exchange goes per turn past the limit."""
+    store = HistoryStore(redis_client, max_items=4, max_chars=1000, ttl_seconds=DAY, trim_to=1.0)
+    for n in range(4):
+        await store.append(KEY, exchange(n))
+    assert texts(await store.load(KEY)) == ["q2", "a2", "q3", "a3"]
+    with pytest.raises(ValueError, match="trim_to"):
+        HistoryStore(redis_client, max_items=4, max_chars=10, ttl_seconds=DAY, trim_to=1.5)
