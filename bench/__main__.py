@@ -3,9 +3,10 @@
 The machine's core count comes first, since every number depends on it. Then: SSE decode
 throughput (a large realistic transcript cut into random network chunks, bare and through the
 Responses event parser), `HistoryStore` latencies, the renderer's hot path, memory (per-key
-state in the process after 10,000 conversations; Redis memory per full conversation) and live
-replies under load in real time (bench_live, ~50 s). Redis work uses the bench's own
-redis-server on a free port, never the REDIS_URL of a .env.
+state in the process after 10,000 conversations; Redis memory per full conversation), prompt
+caching (bench_cache: how often a 100-turn conversation's request extends the previous one, and
+the input characters per turn) and live replies under load in real time (bench_live, ~50 s).
+Redis work uses the bench's own redis-server on a free port, never the REDIS_URL of a .env.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import bench_live, bench_memory, bench_renderer
+from bench import bench_cache, bench_live, bench_memory, bench_renderer
 from bench.table import Row, print_table
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
@@ -132,7 +133,7 @@ async def history_rows(url: str) -> list[Row]:
         key = ConversationKey("bench", "history")
         answer = "An answer of moderate length. " * 20
 
-        def exchange(i: int) -> Awaitable[None]:
+        def exchange(i: int) -> Awaitable[int]:
             items = [
                 HistoryItem(role="user", text=f"Question {i}?", speaker="Bench"),
                 HistoryItem(role="assistant", text=answer, item_id=f"msg_{i}"),
@@ -159,9 +160,9 @@ def machine_line() -> str:
     return f"Machine: {cores} cores ({usable} usable), Python {platform.python_version()}"
 
 
-async def redis_rows(url: str) -> tuple[list[Row], list[Row]]:
-    """History latency rows, then memory rows, on the bench's redis-server."""
-    return await history_rows(url), await bench_memory.all_rows(url)
+async def redis_rows(url: str) -> tuple[list[Row], list[Row], list[Row]]:
+    """History latency rows, memory rows and prompt-caching rows, on the bench's redis-server."""
+    return await history_rows(url), await bench_memory.all_rows(url), await bench_cache.rows(url)
 
 
 def main() -> None:
@@ -172,12 +173,13 @@ def main() -> None:
         server = RedisServer(Path(workdir))
         server.start()
         try:
-            history, memory = asyncio.run(redis_rows(server.url))
+            history, memory, cache = asyncio.run(redis_rows(server.url))
         finally:
             server.stop()
     print_table("Speed: SSE decoding and Redis history", [*sse, *history])
     print_table("Renderer hot path", bench_renderer.rows())
     print_table("Memory", memory)
+    print_table("Prompt caching: a 100-turn conversation", cache)
     sys.stdout.flush()
     bench_live.main()
 

@@ -161,9 +161,10 @@ def filler(alphabet: str, size: int, number: int) -> str:
 
 
 async def fill_conversation(store: HistoryStore, number: int, alphabet: str) -> None:
-    """Append exchanges until the conversation sits at its limits."""
+    """Append exchanges until the conversation holds the most its limits let it keep."""
     key = ConversationKey("bench", f"full{number}")
-    exchanges = MAX_ITEMS // 2 + 5
+    # One more would pass the limits and trim the history to half of them.
+    exchanges = MAX_ITEMS // 2
     for turn in range(exchanges):
         items = [
             HistoryItem(role="user", text=filler(alphabet, QUESTION_CHARS, turn), speaker="Ann"),

@@ -32,12 +32,16 @@ class Citation:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts (and OpenRouter's cost, when sent) of a finished answer."""
+    """Token counts (and OpenRouter's cost, when sent) of a finished answer.
+
+    `cached_tokens` is the part of `input_tokens` the provider served from its prompt cache.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost: float | None = None
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

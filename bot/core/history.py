@@ -4,12 +4,23 @@ Each item is one JSON string in the list `<tag>:items`, oldest first. Besides th
 `HistoryItem` it holds the schema version `v`, the text length in characters `n` (Lua counts
 bytes, so the limit on characters is read from here) and `start: 1` on the first item of every
 append, so that trimming drops whole exchanges and never splits one.
+
+Trimming is done in blocks, for providers' prompt caches: a cache serves only a byte-identical
+prefix of an earlier request, so dropping one old exchange per turn would make every turn past
+the limit pay for its whole history again. Instead, when an append takes a conversation past
+either limit (`max_items`, `max_chars`), the oldest whole exchanges are dropped until what is
+left fits in half of each limit; the following turns then only add to the end (and so extend
+the previous request) until the limit is passed again. A conversation therefore holds at most
+the limits, and right after a trim at least the newest whole exchanges that fit in half of
+them. The newest turn is never dropped, even when it alone is bigger than the limits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -21,23 +32,29 @@ from bot.core.keys import ConversationKey
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
+TRIM_TO: Final = 0.5
+"""Past a limit, history is trimmed to this share of it (see the module docstring)."""
 _ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
 _STATUSES: Final[frozenset[str]] = frozenset({"completed", "incomplete"})
 
 # KEYS: the items list, then every other key whose TTL is refreshed.
-# ARGV: max items, max characters, TTL in ms, then the encoded items to append.
-# Returns how many old items were trimmed.
+# ARGV: max items, max characters, items and characters to trim down to, TTL in ms, then the
+# encoded items to append. Past either maximum, whole exchanges go from the oldest on until
+# both targets are met (the appended items always stay). Returns how many items were trimmed.
 _APPEND_LUA: Final = """
 local list_key = KEYS[1]
 local max_items = tonumber(ARGV[1])
 local max_chars = tonumber(ARGV[2])
-local ttl_ms = tonumber(ARGV[3])
-for i = 4, #ARGV do
+local keep_items = tonumber(ARGV[3])
+local keep_chars = tonumber(ARGV[4])
+local ttl_ms = tonumber(ARGV[5])
+local first_arg = 6
+for i = first_arg, #ARGV do
   redis.call('RPUSH', list_key, ARGV[i])
 end
 local all = redis.call('LRANGE', list_key, 0, -1)
 local total = #all
-local first_new = total - (#ARGV - 3) + 1
+local first_new = total - (#ARGV - first_arg + 1) + 1
 local sizes, starts, chars = {}, {}, 0
 for i = 1, total do
   local ok, item = pcall(cjson.decode, all[i])
@@ -49,7 +66,10 @@ for i = 1, total do
   sizes[i], starts[i], chars = size, start, chars + size
 end
 local head = 1
-while head < first_new and (total - head + 1 > max_items or chars > max_chars) do
+if total <= max_items and chars <= max_chars then
+  keep_items, keep_chars = total, chars
+end
+while head < first_new and (total - head + 1 > keep_items or chars > keep_chars) do
   chars, head = chars - sizes[head], head + 1
   while head < first_new and not starts[head] do
     chars, head = chars - sizes[head], head + 1
@@ -107,6 +127,11 @@ def _valid_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def new_message_id() -> str:
+    """A fresh id for an answer the API named no message for; it is kept with the answer."""
+    return f"msg_{secrets.token_hex(12)}"
+
+
 def encode_item(item: HistoryItem, *, starts_turn: bool = False) -> str:
     """The stored JSON form of one history item."""
     text = _valid_text(item.text)
@@ -158,6 +183,13 @@ def decode_item(raw: bytes | str) -> HistoryItem:
     )
 
 
+def _with_id(item: HistoryItem) -> HistoryItem:
+    """The item, with a new id when it is an answer that has none."""
+    if item.role != "assistant" or item.item_id:
+        return item
+    return dataclasses.replace(item, item_id=new_message_id())
+
+
 def turn_items(
     user_items: Sequence[HistoryItem],
     answer_text: str,
@@ -186,6 +218,8 @@ class HistoryStore:
 
     `companion_keys` names other per-conversation keys (`ConversationKey.sub(name)`) whose TTL
     every write refreshes along with the items, so a conversation's keys expire together.
+    `trim_to` is the share of each limit a trim leaves at most (a half; 1.0 would drop only
+    as much as needed, one exchange per turn, and defeat prompt caches).
     """
 
     def __init__(
@@ -196,13 +230,18 @@ class HistoryStore:
         max_chars: int,
         ttl_seconds: int,
         companion_keys: Sequence[str] = ("settings",),
+        trim_to: float = TRIM_TO,
     ) -> None:
         if max_items < 1 or max_chars < 1 or ttl_seconds < 1:
             raise ValueError("max_items, max_chars and ttl_seconds must all be at least 1.")
+        if not 0 <= trim_to <= 1:
+            raise ValueError("trim_to must be between 0 and 1.")
         self._redis = redis
         self.max_items = max_items
         self.max_chars = max_chars
         self.ttl_seconds = ttl_seconds
+        self.trim_to_items = int(max_items * trim_to)
+        self.trim_to_chars = int(max_chars * trim_to)
         self._companion_keys = tuple(companion_keys)
         self._append_script = redis.register_script(_APPEND_LUA)
         self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)
@@ -234,13 +273,19 @@ class HistoryStore:
                 log.warning("Skipped history item %d of %s: %s", position, key, error)
         return items
 
-    async def append(self, key: ConversationKey, items: Sequence[HistoryItem]) -> None:
-        """Append one turn's items atomically, trim old whole exchanges, refresh the TTL."""
+    async def append(self, key: ConversationKey, items: Sequence[HistoryItem]) -> int:
+        """Append one turn's items atomically, trim in blocks past a limit, refresh the TTL.
+
+        Returns how many old items the append trimmed. An answer without an id gets one here,
+        so every later request sends it with the same id.
+        """
         if not items:
-            return
-        encoded = [encode_item(item, starts_turn=i == 0) for i, item in enumerate(items)]
-        args: list[int | str] = [self.max_items, self.max_chars, self._ttl_ms, *encoded]
-        await self._append_script(keys=self.keys_of(key), args=args)
+            return 0
+        encoded = [encode_item(_with_id(item), starts_turn=i == 0) for i, item in enumerate(items)]
+        limits = [self.max_items, self.max_chars, self.trim_to_items, self.trim_to_chars]
+        args: list[int | str] = [*limits, self._ttl_ms, *encoded]
+        trimmed = await self._append_script(keys=self.keys_of(key), args=args)
+        return int(trimmed)
 
     async def clear(self, key: ConversationKey) -> None:
         """Forget the conversation's history (other per-conversation keys stay)."""
@@ -250,7 +295,7 @@ class HistoryStore:
         """Replace the assistant items after the last user item with `item`; False if none."""
         if item.role != "assistant":
             raise ValueError("Only an assistant item can replace the last answer.")
-        args: list[int | str] = [self._ttl_ms, encode_item(item)]
+        args: list[int | str] = [self._ttl_ms, encode_item(_with_id(item))]
         removed = await self._replace_tail_script(keys=self.keys_of(key), args=args)
         return bool(removed)
 

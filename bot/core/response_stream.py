@@ -52,7 +52,7 @@ def _int(value: object) -> int:
 
 
 def parse_usage(raw: object) -> Usage:
-    """Read token counts, reasoning tokens and OpenRouter's cost from a `usage` object."""
+    """Read token counts, reasoning and cached tokens and OpenRouter's cost from a `usage`."""
     usage = _mapping(raw)
     cost = usage.get("cost")
     return Usage(
@@ -60,6 +60,7 @@ def parse_usage(raw: object) -> Usage:
         output_tokens=_int(usage.get("output_tokens")),
         reasoning_tokens=_int(_mapping(usage.get("output_tokens_details")).get("reasoning_tokens")),
         cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        cached_tokens=_int(_mapping(usage.get("input_tokens_details")).get("cached_tokens")),
     )
 
 

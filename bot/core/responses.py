@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import random
-import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -63,8 +62,14 @@ def prompt_cache_key(conversation_key: str) -> str:
     return "conv_" + hashlib.sha256(conversation_key.encode()).hexdigest()[:32]
 
 
+def fallback_item_id(item: HistoryItem) -> str:
+    """A stable id for an answer stored without one (older data): derived from its text, so
+    every request sends the same bytes and a prompt cache can serve them."""
+    return "msg_" + hashlib.sha256(item.text.encode("utf-8", "replace")).hexdigest()[:24]
+
+
 def history_item_input(item: HistoryItem) -> dict[str, Any]:
-    """One history item as a Responses API input message."""
+    """One history item as a Responses API input message; the same item gives the same dict."""
     if item.role == "user":
         label = speaker_label(item.speaker)
         text = f"[{label}]: {item.text}" if label else item.text
@@ -76,7 +81,7 @@ def history_item_input(item: HistoryItem) -> dict[str, Any]:
     return {
         "type": "message",
         "role": "assistant",
-        "id": item.item_id or f"msg_{secrets.token_hex(12)}",
+        "id": item.item_id or fallback_item_id(item),
         "status": item.status,
         "content": [{"type": "output_text", "text": item.text, "annotations": []}],
     }

@@ -246,11 +246,12 @@ def _log_usage(key: ConversationKey, result: TurnResult) -> None:
     usage = final.usage
     cost = f", ${usage.cost:.5f}" if usage.cost is not None else ""
     log.info(
-        "Answered in %s with %s (%s): %d tokens in, %d out%s.",
+        "Answered in %s with %s (%s): %d tokens in (%d cached), %d out%s.",
         key,
         final.model or "?",
         result.outcome,
         usage.input_tokens,
+        usage.cached_tokens,
         usage.output_tokens,
         cost,
     )

@@ -34,7 +34,7 @@ async def test_mention_streams_edits_and_ends_with_the_exact_text(stack: BotStac
     key = f"g:{stack.emu.guild_id}:c:{channel.id}"
     [usage] = [line for line in stack.bot.stderr_text().splitlines() if key in line]
     assert usage.startswith("INFO ")
-    assert "12 tokens in, 5 out, $0.00012" in usage
+    assert "12 tokens in (0 cached), 5 out, $0.00012" in usage
 
 
 def code_answer() -> tuple[list[str], list[str]]:

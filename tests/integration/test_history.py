@@ -78,27 +78,31 @@ async def test_load_of_unknown_conversation_is_empty(redis_client: aioredis.Redi
     assert await store_for(redis_client).load(KEY) == []
 
 
-async def test_trims_oldest_whole_exchange_by_count(redis_client: aioredis.Redis) -> None:
-    """Over max_items, the oldest exchanges go as a whole, never half of one."""
-    store = store_for(redis_client, max_items=5)
+async def test_trims_whole_exchanges_down_to_half_the_count(redis_client: aioredis.Redis) -> None:
+    """Past max_items, the oldest whole exchanges go until half of max_items is left."""
+    store = store_for(redis_client, max_items=8)
     await store.append(KEY, exchange(0))
     await store.append(KEY, [user("q1a"), user("q1b"), answer("a1")])
-    await store.append(KEY, exchange(2))
-    # 7 items > 5: drop exchange 0 (2 items) -> 5 items, within the limit.
-    assert texts(await store.load(KEY)) == ["q1a", "q1b", "a1", "q2", "a2"]
-    await store.append(KEY, exchange(3))
-    # 7 items > 5: dropping exchange 1 (3 items) leaves 4.
+    assert await store.append(KEY, exchange(2)) == 0
+    # 9 items > 8: exchanges 0 and 1 go (5 items), leaving 4 = half of 8.
+    assert await store.append(KEY, exchange(3)) == 5
     assert texts(await store.load(KEY)) == ["q2", "a2", "q3", "a3"]
+    # Then nothing goes until the limit is passed again: at 8 items it is reached, not passed.
+    assert await store.append(KEY, exchange(4)) == 0
+    assert await store.append(KEY, exchange(5)) == 0
+    assert len(await store.load(KEY)) == 8
+    assert await store.append(KEY, exchange(6)) == 6
+    assert texts(await store.load(KEY)) == ["q5", "a5", "q6", "a6"]
 
 
-async def test_trims_by_characters(redis_client: aioredis.Redis) -> None:
-    """Over max_chars, the oldest exchanges go until the total text fits."""
-    store = store_for(redis_client, max_chars=120)
-    for n in range(3):
+async def test_trims_by_characters_down_to_half(redis_client: aioredis.Redis) -> None:
+    """Past max_chars, the oldest exchanges go until the text fits in half of max_chars."""
+    store = store_for(redis_client, max_chars=160)
+    for n in range(4):
         await store.append(KEY, exchange(n, size=20))
-    assert texts(await store.load(KEY)) == ["q0", "a0", "q1", "a1", "q2", "a2"]
-    await store.append(KEY, exchange(3, size=20))
-    assert texts(await store.load(KEY)) == ["q1", "a1", "q2", "a2", "q3", "a3"]
+    assert len(await store.load(KEY)) == 8  # 160 characters: at the limit, not past it
+    await store.append(KEY, exchange(4, size=20))
+    assert texts(await store.load(KEY)) == ["q3", "a3", "q4", "a4"]
 
 
 async def test_counts_characters_not_bytes(redis_client: aioredis.Redis) -> None:
@@ -108,7 +112,29 @@ async def test_counts_characters_not_bytes(redis_client: aioredis.Redis) -> None
     await store.append(KEY, [user("🙂" * 3), answer("🙂" * 2)])
     assert len(await store.load(KEY)) == 4
     await store.append(KEY, [user("🙂")])
-    assert [item.text for item in await store.load(KEY)] == ["🙂" * 3, "🙂" * 2, "🙂"]
+    assert [item.text for item in await store.load(KEY)] == ["🙂"]
+
+
+async def test_block_trimming_lets_most_appends_only_add(redis_client: aioredis.Redis) -> None:
+    """With max_items=20, over 40 exchanges at most one append in six removes anything."""
+    store = store_for(redis_client, max_items=20)
+    trimmed = [await store.append(KEY, exchange(n)) for n in range(40)]
+    assert sum(1 for count in trimmed if count) == 5  # at exchanges 11, 17, 23, 29, 35
+    assert 10 <= len(await store.load(KEY)) <= 20
+
+
+async def test_an_answer_without_id_gets_one_when_stored(redis_client: aioredis.Redis) -> None:
+    """An answer stored without an id is given one once; every load returns the same id."""
+    store = store_for(redis_client)
+    await store.append(KEY, [user("q"), HistoryItem(role="assistant", text="a")])
+    first = await store.load(KEY)
+    assert first[1].item_id.startswith("msg_")
+    await store.append(KEY, exchange(1))
+    assert (await store.load(KEY))[1] == first[1]
+    assert await store.replace_last_assistant(KEY, HistoryItem(role="assistant", text="b"))
+    replaced = (await store.load(KEY))[-1]
+    assert replaced.item_id.startswith("msg_")
+    assert replaced.item_id != first[1].item_id
 
 
 async def test_never_trims_the_current_turn(redis_client: aioredis.Redis) -> None:
@@ -226,7 +252,8 @@ async def test_concurrent_appends_while_trimming(redis_client: aioredis.Redis) -
     store = store_for(redis_client, max_items=10)
     await asyncio.gather(*(store.append(KEY, exchange(n)) for n in range(50)))
     stored = texts(await store.load(KEY))
-    assert len(stored) == 10
+    # Lengths run 2, 4, .., 10, then 12 -> 4, 6, 8, 10, 12 -> 4, ...: 4 after the 50th.
+    assert len(stored) == 4
     assert all(q[1:] == a[1:] for q, a in zip(stored[::2], stored[1::2], strict=True))
 
 
@@ -310,13 +337,22 @@ def test_encoding_has_version_and_character_count() -> None:
     assert decode_item(encode_item(user("🙂🙂"))) == user("🙂🙂")
 
 
-def _expected_after(batches: list[list[str]], max_items: int, max_chars: int) -> list[str]:
-    """The oracle: the longest suffix of whole batches within limits, or just the newest."""
+def _fits(batches: list[list[str]], max_items: int, max_chars: int) -> bool:
+    """Whether the batches' texts together are within both limits."""
+    every = [text for batch in batches for text in batch]
+    return len(every) <= max_items and sum(map(len, every)) <= max_chars
+
+
+def _kept_after(batches: list[list[str]], max_items: int, max_chars: int) -> list[list[str]]:
+    """The oracle for one append of `batches[-1]` to the kept `batches[:-1]`: everything while
+    within the limits, else the longest suffix of whole batches within half of each limit (at
+    least the newest batch)."""
+    if _fits(batches, max_items, max_chars):
+        return batches
     for start in range(len(batches)):
-        suffix = [text for batch in batches[start:] for text in batch]
-        if len(suffix) <= max_items and sum(map(len, suffix)) <= max_chars:
-            return suffix
-    return batches[-1]
+        if _fits(batches[start:], max_items // 2, max_chars // 2):
+            return batches[start:]
+    return batches[-1:]
 
 
 # One turn: its user texts then its answer's text; a turn of one text is a question alone.
@@ -336,14 +372,26 @@ batch_texts = st.lists(st.text(max_size=12), min_size=1, max_size=4)
 async def test_trimming_property(
     redis_client: aioredis.Redis, batches: list[list[str]], max_items: int, max_chars: int
 ) -> None:
-    """After every append the history is the longest suffix of whole turns within limits."""
+    """After every append the history follows the block-trimming rule, whole turns only."""
     await redis_client.delete(KEY.items)
     store = store_for(redis_client, max_items=max_items, max_chars=max_chars)
-    for done, batch in enumerate(batches, start=1):
+    kept: list[list[str]] = []
+    for batch in batches:
         turn = [user(text) for text in batch[:-1]] + [answer(batch[-1])]
         if len(batch) == 1:
             turn = [user(batch[0])]
         await store.append(KEY, turn)
         raw = await redis_client.lrange(KEY.items, 0, -1)
         stored = [decode_item(item).text for item in raw]
-        assert stored == _expected_after(batches[:done], max_items, max_chars)
+        kept = _kept_after([*kept, batch], max_items, max_chars)
+        assert stored == [text for turn_texts in kept for text in turn_texts]
+
+
+async def test_trim_to_one_drops_only_what_is_needed(redis_client: aioredis.Redis) -> None:
+    """With trim_to=1.0 (the bench's comparison rule) one exchange goes per turn past the limit."""
+    store = HistoryStore(redis_client, max_items=4, max_chars=1000, ttl_seconds=DAY, trim_to=1.0)
+    for n in range(4):
+        await store.append(KEY, exchange(n))
+    assert texts(await store.load(KEY)) == ["q2", "a2", "q3", "a3"]
+    with pytest.raises(ValueError, match="trim_to"):
+        HistoryStore(redis_client, max_items=4, max_chars=10, ttl_seconds=DAY, trim_to=1.5)

@@ -94,12 +94,14 @@ Script = PlainResponse | SseStream
 
 @dataclass
 class RecordedRequest:
-    """What the server received: method, path, headers and the JSON body (None if not JSON)."""
+    """What the server received: method, path, headers, the JSON body (None if not JSON) and
+    the body's bytes as sent."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
 
 
 def error_response(
@@ -319,7 +321,7 @@ class FakeResponsesServer:
         except ValueError:
             body = None
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.headers), body)
+            RecordedRequest(request.method, request.path, dict(request.headers), body, raw)
         )
         if not self.scripts:
             return web.json_response(

@@ -78,6 +78,13 @@ def test_usage_tolerates_missing_and_odd_fields() -> None:
     usage = parse_usage({"input_tokens": 3, "output_tokens": True, "cost": "1"})
     assert (usage.input_tokens, usage.output_tokens, usage.cost) == (3, 0, None)
     assert parse_usage(None).reasoning_tokens == 0
+    assert parse_usage({"input_tokens_details": {"cached_tokens": "9"}}).cached_tokens == 0
+
+
+def test_usage_reads_cached_input_tokens() -> None:
+    """The prompt-cache share of the input comes from `input_tokens_details.cached_tokens`."""
+    usage = parse_usage({"input_tokens": 900, "input_tokens_details": {"cached_tokens": 768}})
+    assert (usage.input_tokens, usage.cached_tokens) == (900, 768)
 
 
 def test_error_payload_prefers_the_top_level() -> None:
