@@ -362,6 +362,24 @@ def test_rejected_first_send_is_sent_again_in_the_new_bucket() -> None:
     assert not result.gave_up
 
 
+class AlwaysReroutingSink(RecordingSink):
+    """A faulty sink that reroutes every request and never makes one."""
+
+    async def send(self, content: str, *, first: bool) -> SentMessage:
+        """Refuse every request with a reroute."""
+        self._record("send", self.send_bucket, "", content, first)
+        raise Rerouted("again", self.send_bucket, self.send_bucket)
+
+
+def test_endless_rerouting_gives_up() -> None:
+    """A sink that keeps rerouting is given up on like one that keeps failing, not retried
+    forever."""
+    sink = AlwaysReroutingSink()
+    result = run_virtual(render(sink, words(10)))
+    assert result.gave_up
+    assert len(sink.writes()) == 4
+
+
 def test_renders_into_existing_messages() -> None:
     """Regenerate: existing messages are edited in place and the spare ones reported."""
     sink = RecordingSink()
