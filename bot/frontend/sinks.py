@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import discord
 from discord.http import MultipartParameters, handle_message_parameters
@@ -35,6 +35,8 @@ TOKEN_MARGIN = timedelta(seconds=30)
 # discord.py leaves allowed_mentions out of an edit without content, and Discord then applies its
 # defaults (everyone, roles, users), so a buttons-only edit must say "no pings" itself.
 NO_PINGS = discord.AllowedMentions.none()
+# Where an interaction's messages can also be edited through the channel route.
+MESSAGE_CHANNELS = (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
 PRIVATE_CUT_NOTICE = "\n\n-# ✂️ Cut here: Discord lets a private answer run for 15 minutes."
 
 
@@ -317,7 +319,7 @@ class InteractionSink:
             return MessageGone("interaction token rejected")
         return Rerouted("interaction token rejected", self.token_bucket, self.channel_bucket)
 
-    async def _leave_token(self, message: SentMessage, content: str) -> None:
+    async def _leave_token(self, message: SentMessage, content: str) -> NoReturn:
         """The token ran out: a public answer moves to the channel; a private one ends with a
         cut notice while the token still works."""
         if not self.private:
@@ -372,7 +374,7 @@ class InteractionSink:
     async def _edit_in_channel(self, message: SentMessage, what: str, **change: Any) -> None:
         """Edit one of the answer's messages through the channel (public answers only)."""
         channel = self.interaction.channel
-        if self.private or not isinstance(channel, discord.TextChannel | discord.Thread):
+        if self.private or not isinstance(channel, MESSAGE_CHANNELS):
             raise MessageGone("no channel to continue in")
         try:
             await edit_in_channel(channel.get_partial_message(int(message.id)), **change)
