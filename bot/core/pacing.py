@@ -2,10 +2,11 @@
 
 Discord allows about 5 message requests per 5 s per channel (its rate-limit "bucket") and 50
 requests per second per bot. One `EditPacer` per process hands out request slots: at most
-`per_bucket` per `window` seconds in any bucket, ordinary requests of a bucket at least
-`min_interval` apart (so network jitter cannot put six in one window), urgent ones (a reply's
-first message and final edit) without that spacing but never beyond a budget, and at most
-`global_per_second` over all buckets. Waiting requests are served oldest first across buckets
+`per_bucket` per `window` + `window_margin` seconds in any bucket, counted from when each request
+started (the margin absorbs network and scheduling jitter, so that no `window` at Discord's side
+ever sees one more), ordinary requests of a bucket at least `min_interval` apart, urgent ones (a
+reply's first message and final edit) without that spacing but never beyond a budget, and at
+most `global_per_second` over all buckets. Waiting requests are served oldest first across buckets
 and, inside a bucket, urgent ones first; every renderer asks again only after its request is
 done, so this order is a round-robin and no channel or reply starves.
 """
@@ -23,6 +24,12 @@ from dataclasses import dataclass, field
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 _GLOBAL_WINDOW = 1.0
+WINDOW_MARGIN = 0.2
+"""Seconds added to each bucket's window. A request reaches Discord some time after its slot is
+granted (the event loop, the network); with six requests spread over exactly 5 s, a first one
+that travels slowly and a sixth that travels fast land in one 5 s window at Discord's side and
+draw a 429. Spacing every sixth request 5.2 s from the first keeps them apart up to 0.2 s of
+jitter, as the 1.05 s `min_interval` does for ordinary requests."""
 
 
 @dataclass
@@ -41,13 +48,16 @@ class PacingBudget:
         *,
         per_bucket: int = 5,
         window: float = 5.0,
+        window_margin: float = WINDOW_MARGIN,
         min_interval: float = 1.05,
         global_per_second: int = 40,
     ) -> None:
-        if per_bucket < 1 or global_per_second < 1 or window <= 0 or min_interval < 0:
+        if per_bucket < 1 or global_per_second < 1 or window <= 0:
             raise ValueError("budgets must be positive")
+        if min_interval < 0 or window_margin < 0:
+            raise ValueError("intervals and margins must be positive or zero")
         self.per_bucket = per_bucket
-        self.window = window
+        self.window = window + window_margin
         self.min_interval = min_interval
         self.global_per_second = global_per_second
         self._buckets: dict[str, _BucketHistory] = {}
@@ -154,6 +164,7 @@ class EditPacer:
         *,
         per_bucket: int = 5,
         window: float = 5.0,
+        window_margin: float = WINDOW_MARGIN,
         min_interval: float = 1.05,
         global_per_second: int = 40,
         clock: Clock = time.monotonic,
@@ -162,6 +173,7 @@ class EditPacer:
         self.budget = PacingBudget(
             per_bucket=per_bucket,
             window=window,
+            window_margin=window_margin,
             min_interval=min_interval,
             global_per_second=global_per_second,
         )

@@ -58,6 +58,18 @@ class SinkError(Exception):
     """A send or edit failed for another reason; the renderer logs it and carries on."""
 
 
+class Rerouted(SinkError):  # noqa: N818  a signal to the renderer, as MessageGone is
+    """The request was not made: from now on the reply's messages in `old_bucket` are reached
+    through `new_bucket` (an interaction token Discord rejected or that ran out, so the answer
+    carries on in channel messages). The renderer makes the same request again at once, paced in
+    the new bucket; it is not counted as a failure."""
+
+    def __init__(self, reason: str, old_bucket: str, new_bucket: str) -> None:
+        super().__init__(reason)
+        self.old_bucket = old_bucket
+        self.new_bucket = new_bucket
+
+
 @dataclass(frozen=True, slots=True)
 class SentMessage:
     """A message the sink created: its id and the rate-limit bucket its edits belong to."""
@@ -261,6 +273,15 @@ class ReplyLayout:
         self._requests += 1
         self._advance()
 
+    def move_bucket(self, old: str, new: str) -> None:
+        """Reach the messages of bucket `old` through bucket `new` from now on."""
+        for part in self._parts:
+            if part.message is not None and part.message.bucket == old:
+                part.message = SentMessage(id=part.message.id, bucket=new)
+        self._existing = [
+            SentMessage(id=m.id, bucket=new) if m.bucket == old else m for m in self._existing
+        ]
+
     def messages(self) -> list[SentMessage]:
         """The messages that show the reply, in order."""
         return [part.message for part in self._parts if part.message is not None]
@@ -413,7 +434,7 @@ class ReplyRenderer:
 
     async def _drive(self) -> None:
         """Make the due requests one at a time until the layout is complete."""
-        failures = 0
+        failures = reroutes = 0
         while not self._layout.complete:
             planned = self._layout.plan()
             if planned is None:
@@ -430,6 +451,14 @@ class ReplyRenderer:
             except MessageGone:
                 self._stop(gone=True)
                 return
+            except Rerouted as moved:
+                self._layout.move_bucket(moved.old_bucket, moved.new_bucket)
+                reroutes += 1
+                if reroutes <= self._max_failures:
+                    continue  # the same request again, at once, paced in its new bucket
+                log.warning("reply request rerouted %d times in a row: %s", reroutes, moved)
+                self._stop(gone=False)
+                return
             except SinkError as exc:
                 failures += 1
                 log.warning("reply request failed (%d in a row): %s", failures, exc)
@@ -437,7 +466,7 @@ class ReplyRenderer:
                     self._stop(gone=False)
                     return
                 continue
-            failures = 0
+            failures = reroutes = 0
 
     async def _acquire(self, planned: PlannedRequest) -> None:
         """Wait for a pacer slot in the bucket of the planned request."""

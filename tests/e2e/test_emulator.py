@@ -418,3 +418,39 @@ async def test_reconnect_request_is_resumed_and_events_keep_flowing(
     await emulator.inject_message(emulator.channel("general").id, "alice", "still there?")
     message = await asyncio.wait_for(received.get(), 10)
     assert message.content == "still there?"
+
+
+async def test_rejected_token_and_flags_of_every_revision(emulator: DiscordEmulator) -> None:
+    """A token rejected early answers 401 50027 (or 404 10015) on every webhook route while the
+    channel route still edits the message; each revision records the message's flags, and an
+    edit changes only SUPPRESS_EMBEDS, keeping it when it sends no flags."""
+    general = emulator.channel("general").id
+    record = emulator.interactions.new_record(
+        2, emulator.user("bob"), general, {"id": "1", "name": "ask", "type": 1}
+    )
+    hook = f"{emulator.api_base}/webhooks/{emulator.world.application_id}/{record.token}"
+    bot_auth = {"Authorization": f"Bot {DEFAULT_TOKEN}"}
+    async with aiohttp.ClientSession() as session:
+        callback = f"{emulator.api_base}/interactions/{record.id}/{record.token}/callback"
+        assert (await session.post(callback, json={"type": 5})).status == 204
+        filled = await session.patch(
+            f"{hook}/messages/@original", json={"content": "see <x>", "flags": 4 | 64}
+        )
+        assert filled.status == 200
+        emulator.reject_token(record)
+        refused = await session.patch(f"{hook}/messages/@original", json={"content": "more"})
+        assert (refused.status, (await refused.json())["code"]) == (401, 50027)
+        emulator.reject_token(record, code=10015)
+        unknown = await session.post(hook, json={"content": "a follow-up"})
+        assert (unknown.status, (await unknown.json())["code"]) == (404, 10015)
+        assert record.original_message_id is not None
+        message_route = (
+            f"{emulator.api_base}/channels/{general}/messages/{record.original_message_id}"
+        )
+        kept = await session.patch(message_route, json={"content": "more"}, headers=bot_auth)
+        assert kept.status == 200
+        cleared = await session.patch(message_route, json={"flags": 0}, headers=bot_auth)
+        assert cleared.status == 200
+    original = emulator.message(record.original_message_id)
+    assert original.history == ["", "see <x>", "more", "more"]
+    assert original.flag_history == [1 << 7, 1 << 2, 1 << 2, 0]

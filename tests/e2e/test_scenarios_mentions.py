@@ -37,6 +37,24 @@ async def test_mention_streams_edits_and_ends_with_the_exact_text(stack: BotStac
     assert "12 tokens in (0 cached), 5 out, $0.00012" in usage
 
 
+SUPPRESS_EMBEDS = 1 << 2
+LINKED = ["Read", " https://example.com/guide", " first,", " then", " the", " FAQ", " at"]
+LINKED += [" https://example.com/faq", " and", " come", " back."]
+
+
+async def test_links_in_a_streamed_answer_never_get_a_preview(stack: BotStack) -> None:
+    """A reply with links is sent with SUPPRESS_EMBEDS and every edit, the text's and the
+    buttons', sends it again, so Discord never brings the link previews back."""
+    channel = stack.fresh_channel()
+    stack.script(answer(LINKED, pace=0.3))
+    await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} links?")
+    [reply] = await stack.wait_for_final(channel.id)
+    assert reply.content == "".join(LINKED)
+    assert len(reply.edits) >= 4  # the send, text edits, the final edit, the buttons' edit
+    assert all(flags & SUPPRESS_EMBEDS for flags in reply.flag_history), reply.flag_history
+    assert all(int(edit.body["flags"]) & SUPPRESS_EMBEDS for edit in reply.edits)
+
+
 def code_answer() -> tuple[list[str], list[str]]:
     """An answer of about 4,000 characters with one long Python code block, and its code lines."""
     code = [f"    total += value_{n} * {n}  # step {n} of the long computation" for n in range(80)]

@@ -418,3 +418,103 @@ async def test_private_ask_ends_with_a_cut_notice_when_the_token_expires(
     assert "▌" not in original.content
     assert [m.id for m in stack.emu.bot_messages(channel.id)] == [original.id]
     assert all(call.status < 400 for call in stack.emu.timeline)
+
+
+SUPPRESS_EMBEDS = 1 << 2
+
+
+async def test_links_in_a_slash_answer_never_get_a_preview(stack: BotStack) -> None:
+    """/ask's answer with links: from its first text on, every edit of the deferred message, the
+    buttons' included, carries SUPPRESS_EMBEDS, so no link preview appears."""
+    channel = stack.fresh_channel()
+    deltas = ["See", " https://example.com/a", " and", " https://example.com/b", " for", " more."]
+    stack.script(answer(deltas, pace=0.3))
+    record = await stack.emu.inject_interaction(
+        "ask", {"prompt": "links?"}, user="bob", channel_id=channel.id
+    )
+    message = await ask_done(stack, record)
+    assert message.content == "".join(deltas)
+    thinking, *edits = message.edits
+    assert thinking.content == ""
+    assert len(edits) >= 3
+    assert all(edit.flags & SUPPRESS_EMBEDS for edit in edits), message.flag_history
+    assert all(int(edit.body["flags"]) & SUPPRESS_EMBEDS for edit in edits)
+
+
+def first_part_shown(stack: BotStack, record: InteractionRecord) -> bool:
+    """Whether the first words of STORY show in the interaction's original message."""
+    message_id = record.original_message_id
+    return message_id is not None and "Once upon" in stack.emu.message(message_id).content
+
+
+def refused_token_requests(stack: BotStack, record: InteractionRecord) -> int:
+    """How many requests with the interaction's token Discord refused."""
+    return sum(
+        1
+        for call in stack.emu.timeline
+        if call.params.get("token") == record.token and call.status >= 400
+    )
+
+
+def rejection_log_lines(stack: BotStack, channel: Channel) -> list[str]:
+    """The bot's log lines saying Discord rejected an interaction token in the channel."""
+    return [
+        line
+        for line in stack.bot.stderr_text().splitlines()
+        if "rejected the interaction token" in line and f"({channel.id})" in line
+    ]
+
+
+@pytest.mark.parametrize("code", [50027, 10015])
+async def test_public_ask_continues_in_the_channel_when_discord_rejects_the_token(
+    stack: BotStack, code: int
+) -> None:
+    """Discord refuses the token long before the bot's clock says it expires: after that one
+    refused request the whole answer arrives through the channel, nothing lost or repeated."""
+    channel = stack.fresh_channel()
+    resume = asyncio.Event()
+    stack.script(paused_answer(STORY, after=1, resume=resume))
+    record = await stack.emu.inject_interaction(
+        "ask", {"prompt": "Tell me a long story"}, user="bob", channel_id=channel.id
+    )
+    await stack.emu.wait_until(lambda: first_part_shown(stack, record))
+    stack.emu.reject_token(record, code=code)
+    resume.set()
+    replies = await stack.wait_for_final(channel.id, timeout=30)
+    assert len(replies) >= 2
+    assert replies[0].id == record.original_message_id
+    assert words(" ".join(r.content for r in replies)) == words("".join(STORY))
+    assert refused_token_requests(stack, record) == 1
+    assert not has_button(replies[0], "stop")
+    assert has_button(replies[-1], "regen")
+    assert all(reply.flags & SUPPRESS_EMBEDS for reply in replies)
+    [line] = rejection_log_lines(stack, channel)
+    assert line.startswith("WARNING ")
+    assert "continuing in the channel" in line
+
+
+async def test_private_ask_ends_when_discord_rejects_the_token(stack: BotStack) -> None:
+    """A private answer whose token Discord refuses early stops after that one refused request
+    (nothing of it goes to the channel), and the log says why."""
+    channel = stack.fresh_channel()
+    resume = asyncio.Event()
+    stack.script(paused_answer(STORY[:20], after=1, resume=resume), answer(["Public."]))
+    record = await stack.emu.inject_interaction(
+        "ask",
+        {"prompt": "Tell me a long story", "private": True},
+        user="bob",
+        channel_id=channel.id,
+    )
+    await stack.emu.wait_until(lambda: first_part_shown(stack, record))
+    stack.emu.reject_token(record)
+    resume.set()
+    # The channel's queue runs one answer at a time: once this mention is answered, the
+    # private answer is over.
+    await mention_and_wait(stack, channel, "public question", count=1)
+    assert refused_token_requests(stack, record) == 1
+    [public] = [m for m in stack.emu.bot_messages(channel.id) if not m.is_ephemeral]
+    assert public.content == "Public."
+    assert record.original_message_id is not None
+    assert stack.emu.message(record.original_message_id).content.startswith("Once upon a time.")
+    [line] = rejection_log_lines(stack, channel)
+    assert "the private answer ends here" in line

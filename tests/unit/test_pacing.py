@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.pacing import EditPacer, PacingBudget
+from bot.core.pacing import WINDOW_MARGIN, EditPacer, PacingBudget
 from tests.support.virtual_time import run_virtual
 
 
@@ -33,11 +33,21 @@ def test_budget_spaces_ordinary_requests() -> None:
 
 
 def test_budget_window_holds_even_for_urgent() -> None:
-    """The sixth request of a 5-second window waits, urgent or not."""
+    """The sixth request waits until the window plus its margin has passed, urgent or not."""
     budget = PacingBudget()
     for moment in (0.0, 0.1, 0.2, 0.3, 0.4):
         budget.record("c", moment)
+    assert budget.ready_at("c", urgent=True, now=0.5) == pytest.approx(5.0 + WINDOW_MARGIN)
+
+
+def test_window_margin_is_a_parameter() -> None:
+    """The margin can be set (0 gives Discord's bare window) and must not be negative."""
+    budget = PacingBudget(window_margin=0.0)
+    for moment in (0.0, 0.1, 0.2, 0.3, 0.4):
+        budget.record("c", moment)
     assert budget.ready_at("c", urgent=True, now=0.5) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="margins"):
+        PacingBudget(window_margin=-0.1)
 
 
 def test_budget_global_limit() -> None:
@@ -87,7 +97,7 @@ def test_pacer_sequential_requests_keep_interval_and_window() -> None:
 
 def test_pacer_urgent_requests_burst_up_to_the_window() -> None:
     """Urgent requests skip the bucket's spacing: five in a burst (only the global budget's
-    1/40 s apart), the sixth after the window."""
+    1/40 s apart), the sixth after the window and its margin."""
 
     async def scenario() -> list[float]:
         pacer = EditPacer(clock=asyncio.get_running_loop().time)
@@ -95,7 +105,7 @@ def test_pacer_urgent_requests_burst_up_to_the_window() -> None:
 
     times = run_virtual(scenario())
     assert times[4] - times[0] == pytest.approx(4 / 40)
-    assert times[5] == pytest.approx(times[0] + 5.0)
+    assert times[5] == pytest.approx(times[0] + 5.0 + WINDOW_MARGIN)
     assert max_in_window(times, 5.0) <= 5
 
 
@@ -286,4 +296,43 @@ def test_no_window_ever_exceeds_the_budget(plan: list[tuple[str, bool, float]]) 
     grants = run_virtual(scenario())
     assert sum(len(times) for times in grants.values()) == len(plan)
     for times in grants.values():
+        assert max_in_window(times, 5.0) <= 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    plan=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.booleans(),
+            st.floats(min_value=0, max_value=2, allow_nan=False),
+            st.floats(min_value=0, max_value=WINDOW_MARGIN, exclude_max=True, allow_nan=False),
+        ),
+        min_size=6,
+        max_size=24,
+    )
+)
+def test_no_window_at_discord_sees_six_despite_jitter(
+    plan: list[tuple[str, bool, float, float]],
+) -> None:
+    """Each request reaches Discord up to WINDOW_MARGIN after its grant (network jitter, a busy
+    loop): still no 5.0 s window at Discord's side holds six requests of one bucket."""
+
+    async def scenario() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        pacer = EditPacer(clock=loop.time)
+        arrivals: dict[str, list[float]] = {}
+
+        async def one(bucket: str, urgent: bool, delay: float, jitter: float) -> None:
+            await asyncio.sleep(delay)
+            await pacer.acquire(bucket, urgent=urgent)
+            await asyncio.sleep(jitter)  # on its way to Discord
+            arrivals.setdefault(bucket, []).append(loop.time())
+
+        async with asyncio.TaskGroup() as group:
+            for bucket, urgent, delay, jitter in plan:
+                group.create_task(one(bucket, urgent, delay, jitter))
+        return arrivals
+
+    for times in run_virtual(scenario()).values():
         assert max_in_window(times, 5.0) <= 5

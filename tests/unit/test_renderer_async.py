@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +19,8 @@ from bot.core.events import (
     ReasoningDelta,
     TextDelta,
 )
-from bot.core.pacing import EditPacer
-from bot.core.renderer import RenderResult, ReplyRenderer, SentMessage
+from bot.core.pacing import WINDOW_MARGIN, EditPacer
+from bot.core.renderer import RenderResult, ReplyRenderer, Rerouted, SentMessage
 from tests.support.recording_sink import RecordingSink
 from tests.support.reply_checks import assert_gives_back, assert_valid_message
 from tests.support.virtual_time import run_virtual
@@ -175,7 +176,8 @@ def test_three_replies_in_one_channel_share_its_budget_fairly() -> None:
     for sink in sinks:
         times = [w.time for w in sink.writes()]
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert max(gaps) <= 5.0 + 1e-9  # the three first sends burst: one window to recover
+        # the three first sends burst: one window (and its margin) to recover
+        assert max(gaps) <= 5.0 + WINDOW_MARGIN + 1e-9
         steady = [b - a for a, b in itertools.pairwise(times) if a >= begin + 5.0]
         assert max(steady) < 3.5  # then round-robin: each gets every third slot
 
@@ -288,6 +290,94 @@ def test_persistent_sink_errors_give_up() -> None:
     result = run_virtual(render(sink, words(50)))
     assert result.gave_up
     assert len(sink.writes()) == 3
+
+
+@dataclass
+class TokenThenChannelSink(RecordingSink):
+    """Like an interaction sink: requests go through a token until Discord rejects it at the
+    `reject_at`-th request; from then on the reply's messages are reached through the channel."""
+
+    reject_at: int = 3
+    token_bucket: str = "interaction:7"
+    channel_bucket: str = "channel:1"
+    refused: list[str] = field(default_factory=list)
+    token_uses_after_refusal: int = 0
+
+    def __post_init__(self) -> None:
+        """Sends start on the token."""
+        self.send_bucket = self.token_bucket
+
+    def _through(self, bucket: str, what: str) -> None:
+        """Refuse the reject_at-th token request (once); count token uses after that."""
+        if bucket != self.token_bucket:
+            return
+        if self.refused:
+            self.token_uses_after_refusal += 1
+        elif len(self.writes()) + 1 >= self.reject_at:
+            self.refused.append(what)
+            self.send_bucket = self.channel_bucket
+            raise Rerouted("token rejected", self.token_bucket, self.channel_bucket)
+
+    async def send(self, content: str, *, first: bool) -> SentMessage:
+        """Send through the token, or through the channel once it was refused."""
+        self._through(self.send_bucket, "send")
+        return await super().send(content, first=first)
+
+    async def edit(self, message: SentMessage, content: str) -> None:
+        """Edit through the token, or through the channel once it was refused."""
+        self._through(message.bucket, "edit")
+        await super().edit(message, content)
+
+
+def test_rejected_token_moves_the_reply_to_the_channel_losing_nothing() -> None:
+    """A sink that moves the reply to another bucket (a rejected interaction token): the refused
+    edit is made again at once in the new bucket, not counted as a failure, and every later
+    request, the buttons' included, is paced there; the whole text shows exactly once."""
+    sink = TokenThenChannelSink(reject_at=3)
+    deltas = [f"Sentence {n:03d} of a long answer. " for n in range(120)]
+    result = run_virtual(render(sink, deltas, every=0.1, max_failures=1))
+    assert sink.refused == ["edit"]
+    assert sink.token_uses_after_refusal == 0
+    assert not result.gave_up
+    assert not result.gone
+    writes = sink.writes()
+    assert [w.bucket for w in writes[:2]] == ["interaction:7", "interaction:7"]
+    assert {w.bucket for w in writes[2:]} == {"channel:1"}
+    assert writes[2].op == "edit"
+    assert writes[2].message_id == result.messages[0].id
+    assert {m.bucket for m in result.messages} == {"channel:1"}
+    assert len(result.messages) >= 2
+    shown = " ".join(sink.contents[m.id] for m in result.messages)
+    assert shown.split() == "".join(deltas).split()
+
+
+def test_rejected_first_send_is_sent_again_in_the_new_bucket() -> None:
+    """A token refused on the very first send: the first part goes to the channel instead."""
+    sink = TokenThenChannelSink(reject_at=1)
+    result = run_virtual(render(sink, words(30), max_failures=1))
+    assert sink.refused == ["send"]
+    assert [(w.op, w.bucket) for w in sink.writes()[:1]] == [("send", "channel:1")]
+    assert sink.writes()[0].first
+    assert sink.messages() == ["".join(words(30)).rstrip()]
+    assert not result.gave_up
+
+
+class AlwaysReroutingSink(RecordingSink):
+    """A faulty sink that reroutes every request and never makes one."""
+
+    async def send(self, content: str, *, first: bool) -> SentMessage:
+        """Refuse every request with a reroute."""
+        self._record("send", self.send_bucket, "", content, first)
+        raise Rerouted("again", self.send_bucket, self.send_bucket)
+
+
+def test_endless_rerouting_gives_up() -> None:
+    """A sink that keeps rerouting is given up on like one that keeps failing, not retried
+    forever."""
+    sink = AlwaysReroutingSink()
+    result = run_virtual(render(sink, words(10)))
+    assert result.gave_up
+    assert len(sink.writes()) == 4
 
 
 def test_renders_into_existing_messages() -> None:

@@ -136,6 +136,11 @@ class DiscordEmulator:
         thread.archived = thread.locked = True
         await self._dispatch("THREAD_UPDATE", thread.payload(self.world.guild_id))
 
+    def reject_token(self, record: InteractionRecord, *, code: int = 50027) -> None:
+        """Discord refuses the interaction's token from now on, early: 401 50027 by default,
+        404 10015 (Unknown Webhook) with code=10015."""
+        self.interactions.reject_token(record, code=code)
+
     def advance_clock(self, seconds: float) -> None:
         """Let emulated time pass: acknowledgement deadlines, token expiry, rate-limit windows."""
         self.clock.advance(seconds)

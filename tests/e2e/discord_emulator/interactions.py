@@ -15,6 +15,7 @@ ACK_LIMIT_SECONDS = 3.0
 TOKEN_LIFETIME_SECONDS = 15 * 60
 CHAT_INPUT_COMMAND_TYPE = 20
 MESSAGE_CALLBACK_TYPES = (4, 5)
+TOKEN_REJECTIONS = {50027: errors.invalid_webhook_token, 10015: errors.unknown_webhook}
 
 
 @dataclass
@@ -37,6 +38,8 @@ class InteractionRecord:
     ephemeral: bool = False
     filled: bool = False
     age: float = 0.0
+    rejected_with: int | None = None
+    """Set by `Interactions.reject_token`: the error code every webhook request then gets."""
 
     @property
     def deferred_and_unfilled(self) -> bool:
@@ -187,11 +190,20 @@ class Interactions:
             resource["message"] = self.world.message_payload(message)
         return {"interaction": interaction, "resource": resource}
 
+    def reject_token(self, record: InteractionRecord, *, code: int = 50027) -> None:
+        """From now on Discord refuses this interaction's token, before its 15 minutes are over:
+        401 50027 (Invalid Webhook Token) or, with code=10015, 404 Unknown Webhook."""
+        if code not in TOKEN_REJECTIONS:
+            raise ValueError(f"a token is rejected with 50027 or 10015, not {code}")
+        record.rejected_with = code
+
     def by_webhook(self, application_id: int, token: str) -> InteractionRecord:
         """The interaction a webhook token belongs to; 404 if unknown, 401 once expired."""
         record = self.by_token.get(token)
         if record is None or application_id != self.world.application_id:
             raise errors.unknown_webhook()
+        if record.rejected_with is not None:
+            raise TOKEN_REJECTIONS[record.rejected_with]()
         if self.world.clock.now() - record.created_at + record.age > self.token_lifetime:
             raise errors.invalid_webhook_token()
         return record

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.e2e.discord_emulator import errors
-from tests.e2e.discord_emulator.model import Channel, Edit, Message, User
+from tests.e2e.discord_emulator.model import SUPPRESS_EMBEDS_FLAG, Channel, Edit, Message, User
 from tests.e2e.discord_emulator.world import World
 
 Dispatch = Callable[[str, Any], Awaitable[None]]
@@ -110,7 +110,7 @@ class MessageStore:
             interaction_id=interaction_id,
             webhook_id=webhook_id,
         )
-        message.edits.append(Edit(message.created_at, message.content, body))
+        message.edits.append(Edit(message.created_at, message.content, body, message.flags))
         self.world.resolve_mentions(message, body.get("allowed_mentions"), replied_to)
         self.world.messages[message.id] = message
         self._count_in_thread(channel)
@@ -127,14 +127,16 @@ class MessageStore:
             if name in body and body[name] is not None:
                 setattr(message, name, body[name])
         if "flags" in body and body["flags"] is not None:
-            message.flags = (message.flags & ~0b100) | (int(body["flags"]) & 0b100)
+            # Only SUPPRESS_EMBEDS can change by an edit; an edit without flags keeps them.
+            wanted = int(body["flags"]) & SUPPRESS_EMBEDS_FLAG
+            message.flags = (message.flags & ~SUPPRESS_EMBEDS_FLAG) | wanted
         if files:
             message.attachments = message.attachments + self._attachments(files)
         message.allowed_mentions = body.get("allowed_mentions")
         replied_to = self._replied_to(message)
         self.world.resolve_mentions(message, body.get("allowed_mentions"), replied_to)
         message.edited_timestamp = self.world.clock.wall()
-        message.edits.append(Edit(self.world.clock.now(), message.content, body))
+        message.edits.append(Edit(self.world.clock.now(), message.content, body, message.flags))
         if not message.is_ephemeral:
             await self.dispatch("MESSAGE_UPDATE", self.world.message_payload(message, gateway=True))
         return message

@@ -36,6 +36,7 @@ TEXT_CHANNEL = 0
 PUBLIC_THREAD = 11
 EPHEMERAL_FLAG = 1 << 6
 LOADING_FLAG = 1 << 7
+SUPPRESS_EMBEDS_FLAG = 1 << 2
 
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
@@ -240,11 +241,13 @@ class Channel:
 
 @dataclass
 class Edit:
-    """One revision of a message: when (emulator clock), its content and the request body."""
+    """One revision of a message: when (emulator clock), its content, the request body and the
+    message's flags after it."""
 
     at: float
     content: str
     body: dict[str, Any]
+    flags: int = 0
 
 
 @dataclass
@@ -285,6 +288,11 @@ class Message:
     def history(self) -> list[str]:
         """Every content the message had, first to last."""
         return [edit.content for edit in self.edits]
+
+    @property
+    def flag_history(self) -> list[int]:
+        """The message's flags after its creation and after each edit, first to last."""
+        return [edit.flags for edit in self.edits]
 
 
 def parse_mentions(content: str) -> tuple[list[int], list[int], bool]:
