@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
     queue_depth: int = Field(default=5, ge=0, le=100)
     reply_mentions_author: bool = True
+    user_rate_per_minute: int = Field(default=6, ge=0, le=10_000)
+    limit_admins: bool = False
+    server_daily_tokens: int = Field(default=0, ge=0)
+    server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
 
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod

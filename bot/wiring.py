@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.limits import UsageLimits
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
@@ -70,6 +71,17 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
         max_chars=settings.history_max_chars,
         ttl_seconds=settings.history_ttl_seconds,
         companion_keys=("meta", "last-answer"),
+    )
+
+
+def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
+    """The per-member rate and per-server daily budgets from the settings."""
+    return UsageLimits(
+        redis,
+        user_rate_per_minute=settings.user_rate_per_minute,
+        limit_admins=settings.limit_admins,
+        daily_tokens=settings.server_daily_tokens,
+        daily_cost_usd=settings.server_daily_cost_usd,
     )
 
 

@@ -58,3 +58,62 @@ class ConversationKey:
     def __str__(self) -> str:
         """A stable id such as "g:123:c:456", fit for hashing and logs."""
         return f"g:{self.guild}:c:{self.channel}"
+
+
+CONVERSATION_DATA: tuple[str, ...] = ("items", "prefs", "meta", "last-answer", "settings")
+"""Every per-conversation key that holds data (`ConversationKey.sub(name)`); deleting a server's
+data deletes these. A new per-conversation key that holds data belongs here."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKey:
+    """One server's own keys (choices, limits, usage, the index of its conversations), all under
+    the hash tag `{g:<guild>}` so that one script may touch them together on Redis Cluster."""
+
+    guild: str
+
+    def __post_init__(self) -> None:
+        """Refuse names that would break the hash tag or the key layout."""
+        _check_name("guild", self.guild)
+
+    @property
+    def tag(self) -> str:
+        """The Redis Cluster hash tag every key of this server carries."""
+        return f"{{g:{self.guild}}}"
+
+    @property
+    def prefs(self) -> str:
+        """The hash of the server's choices (model, system prompt)."""
+        return f"{self.tag}:prefs"
+
+    @property
+    def limits(self) -> str:
+        """The hash of the server's own limits, overriding the configured ones."""
+        return f"{self.tag}:limits"
+
+    @property
+    def conversations(self) -> str:
+        """The sorted set of the server's channels with history, scored by last write (ms)."""
+        return f"{self.tag}:conversations"
+
+    @property
+    def users(self) -> str:
+        """The sorted set of members with limit or usage data, scored by last use (ms)."""
+        return f"{self.tag}:users"
+
+    def rate(self, user: str) -> str:
+        """The sliding window of one member's recent answers (sorted set of times in ms)."""
+        return f"{self.tag}:rate:{user}"
+
+    def usage(self, period: str, user: str | None = None) -> str:
+        """The usage hash of a day (`d20250131`) or month (`m202501`), of the server or a member."""
+        base = f"{self.tag}:usage:{period}"
+        return base if user is None else f"{base}:u:{user}"
+
+    def top(self, day: str, by: str) -> str:
+        """The sorted set of a day's members by `cost` or `tokens` used."""
+        return f"{self.tag}:usage:{day}:top:{by}"
+
+    def conversation(self, channel: str) -> ConversationKey:
+        """The conversation of one of the server's channels or threads."""
+        return ConversationKey(self.guild, channel)

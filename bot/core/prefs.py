@@ -10,7 +10,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from bot.core.keys import ConversationKey
+from bot.core.keys import ConversationKey, ServerKey
 
 Scope = Literal["channel", "server"]
 Source = Literal["channel", "server", "default"]
@@ -28,7 +28,7 @@ class Effective:
 
 def _server_key(guild: str) -> str:
     """The hash of a server's choices (its own hash tag: one key, one slot)."""
-    return f"{{g:{guild}}}:prefs"
+    return ServerKey(guild).prefs
 
 
 class Preferences:
