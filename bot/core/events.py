@@ -89,7 +89,10 @@ class HistoryItem:
 
     User items carry the speaker's display name (shown to the model as a `[Name]: ` prefix);
     assistant items carry the API's output message id and status, which the API requires when
-    the item is sent back. `ref` is the platform message id it came from, when there is one.
+    the item is sent back. `ref` is the platform message id it came from, when there is one
+    (for an answer, the first message that shows it). `author` is the platform user id of a
+    user item's sender: it is never sent to the model (the label shows only a hash of it) and
+    lets a member's messages be found and forgotten.
     """
 
     role: Role
@@ -98,3 +101,4 @@ class HistoryItem:
     item_id: str = ""
     status: ItemStatus = "completed"
     ref: str = ""
+    author: str = ""

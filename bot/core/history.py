@@ -145,6 +145,8 @@ def encode_item(item: HistoryItem, *, starts_turn: bool = False) -> str:
         "ref": _valid_text(item.ref),
         "n": len(text),
     }
+    if item.author:
+        record["author"] = _valid_text(item.author)
     if starts_turn:
         record["start"] = 1
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
@@ -180,6 +182,7 @@ def decode_item(raw: bytes | str) -> HistoryItem:
         item_id=_string_field(record, "id"),
         status=cast(ItemStatus, status),
         ref=_string_field(record, "ref"),
+        author=_string_field(record, "author"),
     )
 
 

@@ -29,6 +29,7 @@ from bot.core.errors import (
     status_error,
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
+from bot.core.labels import labelled_text
 from bot.core.response_stream import (
     ResponseStreamParser,
     error_code,
@@ -39,17 +40,10 @@ from bot.core.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
 
-SPEAKER_MAX_CHARS = 64
 ERROR_BODY_MAX_CHARS = 300
 NOT_SSE_BODY_MAX_BYTES = 64 * 1024
 ERROR_BODY_MAX_BYTES = 64 * 1024
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
-
-
-def speaker_label(speaker: str) -> str:
-    """A display name made safe for the `[Name]: ` prefix: one line, no brackets, capped."""
-    cleaned = speaker.replace("\r", " ").replace("\n", " ").replace("[", "").replace("]", "")
-    return cleaned.strip()[:SPEAKER_MAX_CHARS].strip()
 
 
 def hashed_user(user_key: str) -> str:
@@ -71,12 +65,10 @@ def fallback_item_id(item: HistoryItem) -> str:
 def history_item_input(item: HistoryItem) -> dict[str, Any]:
     """One history item as a Responses API input message; the same item gives the same dict."""
     if item.role == "user":
-        label = speaker_label(item.speaker)
-        text = f"[{label}]: {item.text}" if label else item.text
         return {
             "type": "message",
             "role": "user",
-            "content": [{"type": "input_text", "text": text}],
+            "content": [{"type": "input_text", "text": labelled_text(item)}],
         }
     return {
         "type": "message",
