@@ -31,6 +31,16 @@ def _server_key(guild: str) -> str:
     return ServerKey(guild).prefs
 
 
+async def _note_channel_settings(redis: aioredis.Redis, key: ConversationKey) -> None:
+    """List the channel in its server's index for good (+inf: its settings never expire), so
+    deleting the server's data finds them."""
+    index = ServerKey(key.guild).conversations
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(index, {key.channel: float("inf")})
+        pipe.persist(index)
+        await pipe.execute()
+
+
 class Preferences:
     """Reads and writes model and system prompt choices with channel > server > default."""
 
@@ -44,6 +54,8 @@ class Preferences:
     async def set(self, key: ConversationKey, scope: Scope, name: PrefName, value: str) -> None:
         """Set a choice at a scope; an empty value clears it so the next level shows through."""
         target = self._hash(key, scope)
+        if value and scope == "channel":
+            await _note_channel_settings(self.redis, key)
         if value:
             await self.redis.hset(target, name, value)  # type: ignore[misc]
         else:

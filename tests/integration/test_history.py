@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore, decode_item, encode_item, turn_items
-from bot.core.keys import ConversationKey
+from bot.core.keys import ConversationKey, ServerKey
 
 KEY = ConversationKey("123", "456")
 DAY = 24 * 3600
@@ -177,14 +177,16 @@ async def test_companion_key_that_does_not_exist_is_not_created(
 
 
 async def test_every_key_shares_the_hash_tag(redis_client: aioredis.Redis) -> None:
-    """Every key the store and the lock use carries the conversation's hash tag."""
+    """Every key the store and the lock use carries the conversation's hash tag; the server's
+    index of conversations carries the server's (it is written by a command of its own)."""
     store = store_for(redis_client)
     await redis_client.set(KEY.sub("settings"), "{}")
     await store.append(KEY, exchange(0))
     stored = {name.decode() for name in await redis_client.keys("*")}
-    assert stored == {KEY.items, KEY.sub("settings")}
-    for name in [*stored, *store.keys_of(KEY), KEY.lock]:
+    assert stored == {KEY.items, KEY.sub("settings"), ServerKey("123").conversations}
+    for name in [*(stored - {ServerKey("123").conversations}), *store.keys_of(KEY), KEY.lock]:
         assert name.startswith("{g:123:c:456}:")
+    assert ServerKey("123").conversations.startswith("{g:123}:")
 
 
 async def test_bad_items_are_skipped_and_logged(
