@@ -51,7 +51,7 @@ async def test_round_trip_keeps_every_field(redis_client: aioredis.Redis) -> Non
     """Every field of user and assistant items comes back exactly, unicode included."""
     store = store_for(redis_client)
     items = [
-        HistoryItem(role="user", text="héllo 👋🏽\n\u2028", speaker="Zoë", ref="111"),
+        HistoryItem(role="user", text="héllo 👋🏽\n\u2028", speaker="Zoë", ref="111", author="999"),
         HistoryItem(
             role="assistant",
             text="partial ✓",
@@ -63,6 +63,18 @@ async def test_round_trip_keeps_every_field(redis_client: aioredis.Redis) -> Non
     ]
     await store.append(KEY, items)
     assert await store.load(KEY) == items
+
+
+async def test_items_stored_before_authors_existed_still_load(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A stored item without `author` (older data) loads with an empty author."""
+    record = {"v": 1, "role": "user", "text": "hi", "speaker": "Ann", "ref": "1", "n": 2}
+    await redis_client.rpush(KEY.items, json.dumps(record))  # type: ignore[misc]
+    assert await store_for(redis_client).load(KEY) == [
+        HistoryItem(role="user", text="hi", speaker="Ann", ref="1")
+    ]
+    assert "author" not in encode_item(HistoryItem(role="user", text="hi"))
 
 
 async def test_appends_keep_order(redis_client: aioredis.Redis) -> None:
