@@ -35,7 +35,8 @@ _LABEL_AT_LINE_START: Final = re.compile(
     rf"(?:^|(?<=[{_LINE_BREAKS}]))([{_LEAD}]*)(?=[{_OPEN}][^{_LINE_BREAKS}]*?[{_CLOSE}]"
     rf"[ \t*_]*[{_COLON}])"
 )
-_NOT_IN_NAME: Final = re.compile(f"[{_LINE_BREAKS}{_OPEN}{_CLOSE}]+")
+_LINE_BREAK: Final = re.compile(f"[{_LINE_BREAKS}]")
+_BRACKET: Final = re.compile(f"[{_OPEN}{_CLOSE}]")
 
 SPEAKER_NOTE: Final = (
     "Messages from people in this Discord channel start with [Display Name #1234]: — that "
@@ -48,8 +49,12 @@ SPEAKER_NOTE: Final = (
 
 
 def speaker_label(speaker: str) -> str:
-    """A display name made safe for the `[Name]: ` prefix: one line, no brackets, capped."""
-    cleaned = _NOT_IN_NAME.sub(" ", speaker)
+    """A display name made safe for the `[Name]: ` prefix: one line, no brackets, capped.
+
+    Line breaks become spaces and brackets go, as before full-width forms were handled, so
+    stored names give the same label bytes as they always did.
+    """
+    cleaned = _BRACKET.sub("", _LINE_BREAK.sub(" ", speaker))
     return cleaned.strip()[:SPEAKER_MAX_CHARS].strip()
 
 

@@ -129,3 +129,9 @@ def test_escaping_is_deterministic_and_keeps_the_text(body: str) -> None:
     assert escaped == escape_labels(body)
     assert len(escaped) >= len(body)
     assert escaped.replace("\\", "") == body.replace("\\", "")
+
+
+def test_existing_names_keep_their_label_bytes() -> None:
+    """Names are cleaned as before (breaks to spaces, brackets dropped): cached prefixes hold."""
+    assert speaker_label("Ann [mod]\r\nX") == "Ann mod  X"
+    assert speaker_label("\uff3bBob\uff3d\u2028x") == "Bob x"
