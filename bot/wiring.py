@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.keys import LAST_ANSWER, META
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
@@ -69,7 +70,7 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
         max_items=settings.history_max_messages,
         max_chars=settings.history_max_chars,
         ttl_seconds=settings.history_ttl_seconds,
-        companion_keys=("meta", "last-answer"),
+        companion_keys=(META, LAST_ANSWER),
     )
 
 

@@ -140,12 +140,12 @@ async def remember_last_answer(
     bot: AssistantBot, key: ConversationKey, message_ids: list[str]
 ) -> None:
     """Record which messages show the conversation's latest answer (for Regenerate)."""
-    await bot.deps.redis.set(key.sub("last-answer"), json.dumps(message_ids), ex=LAST_ANSWER_TTL)
+    await bot.deps.redis.set(key.last_answer, json.dumps(message_ids), ex=LAST_ANSWER_TTL)
 
 
 async def last_answer(bot: AssistantBot, key: ConversationKey) -> list[str] | None:
     """The message ids of the conversation's latest answer, if known."""
-    raw = await bot.deps.redis.get(key.sub("last-answer"))
+    raw = await bot.deps.redis.get(key.last_answer)
     if raw is None:
         return None
     ids = json.loads(raw)

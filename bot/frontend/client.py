@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
 from bot.core.models import ModelCatalog
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.slash", "bot.frontend.buttons")
-SYNC_HASH_KEY = "bot:commands:hash:{scope}"
-SYNC_LOCK_KEY = "bot:commands:sync-lock"
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
@@ -113,12 +112,12 @@ class AssistantBot(commands.Bot):
         payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         redis = self.deps.redis
-        key = SYNC_HASH_KEY.format(scope=scope)
+        key = commands_hash(scope)
         if await redis.get(key) == digest.encode():
             self.sync_outcome = f"slash commands unchanged ({scope})"
             log.debug("Slash commands unchanged; not syncing.")
             return
-        if not await redis.set(SYNC_LOCK_KEY, "1", nx=True, ex=60):
+        if not await redis.set(COMMANDS_SYNC_LOCK, "1", nx=True, ex=60):
             self.sync_outcome = "slash commands synced by another process"
             log.debug("Another process is syncing slash commands.")
             return
@@ -128,7 +127,7 @@ class AssistantBot(commands.Bot):
             self.sync_outcome = f"synced {len(synced)} slash commands ({scope})"
             log.debug("Synced %d slash commands (%s).", len(synced), scope)
         finally:
-            await redis.delete(SYNC_LOCK_KEY)
+            await redis.delete(COMMANDS_SYNC_LOCK)
 
     async def on_ready(self) -> None:
         """Log who we are and the invite URL, once per process."""
