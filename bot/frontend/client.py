@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -16,13 +15,9 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
-from bot.core.models import ModelCatalog
-from bot.core.pacing import EditPacer
-from bot.core.prefs import Preferences
-from bot.frontend.turns import TurnRunner
-
-if TYPE_CHECKING:
-    from bot.wiring import Core
+from bot.frontend.answers import AnswerButtons
+from bot.frontend.buttons import ButtonActions
+from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +43,7 @@ class Dependencies:
     settings: Settings
     redis: aioredis.Redis
     session: aiohttp.ClientSession
-    core: Core
+    services: BotServices
 
 
 def make_intents() -> discord.Intents:
@@ -77,18 +72,20 @@ class AssistantBot(commands.Bot):
             max_ratelimit_timeout=30.0,
             max_messages=None,  # nothing reads the message cache: replies carry their target
         )
+        services = deps.services
         self.deps = deps
         self.settings = deps.settings
-        self.prefs = Preferences(
-            deps.redis,
-            default_model=deps.settings.default_model,
-            default_system=deps.settings.system_prompt,
+        self.core = services.core
+        self.prefs = services.prefs
+        self.catalog = services.catalog
+        self.pacer = services.pacer
+        self.last_answers = services.last_answers
+        self.turns = services.turns
+        self.answer_buttons = AnswerButtons(
+            services.turns, services.last_answers, services.pacer, self.get_channel
         )
-        self.catalog = ModelCatalog(
-            deps.session, deps.redis, base_url=deps.settings.openrouter_base_url
-        )
-        self.pacer = EditPacer(min_interval=deps.settings.edit_interval_seconds)
-        self.turns = TurnRunner(self)
+        # What Stop and Regenerate presses call (see buttons.ButtonHost).
+        self.button_actions: ButtonActions = self.answer_buttons
         self._ready_once = False
         # Said in the "Logged in" line, so a start-up that fails later prints only its error.
         self.sync_outcome = "slash commands not synced"

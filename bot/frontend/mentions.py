@@ -148,8 +148,13 @@ class SharedAssistant(commands.Cog):
             mention_author=settings.reply_mentions_author,
             first_view=answer_view(key, message.author.id, streaming=True),
         )
-        answer = await self.bot.turns.answer(key, items, asker_id=message.author.id, sink=sink)
-        await self.bot.turns.finish_buttons(key, message.author.id, sink, answer)
+        await self.bot.turns.run(
+            key,
+            items,
+            asker_id=message.author.id,
+            sink=sink,
+            finish=self.bot.answer_buttons.finisher(sink),
+        )
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         """A short reply that never fails loudly (the channel may be read-only for us)."""

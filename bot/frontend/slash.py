@@ -97,14 +97,15 @@ class SlashCommands(commands.Cog):
         view = None if private else answer_view(key, asker, streaming=True)
         sink = InteractionSink(interaction, private=private, first_view=view)
 
-        async def job() -> None:
-            answer = await self.bot.turns.answer(
-                key, [item], asker_id=asker, sink=sink, record=not private
-            )
-            if not private:
-                await self.bot.turns.finish_buttons(key, asker, sink, answer)
+        turns = self.bot.turns
+        finish = None if private else self.bot.answer_buttons.finisher(sink)
 
-        if not self.bot.turns.submit(key, job):
+        async def job() -> None:
+            await turns.run(
+                key, [item], asker_id=asker, sink=sink, finish=finish, record=not private
+            )
+
+        if not turns.submit(key, job):
             await interaction.edit_original_response(content=BUSY)
 
     @app_commands.command(name="chat", description="Start a thread conversation with the assistant")
@@ -142,11 +143,13 @@ class SlashCommands(commands.Cog):
         )
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
 
-        async def job() -> None:
-            answer = await self.bot.turns.answer(key, [item], asker_id=asker, sink=sink)
-            await self.bot.turns.finish_buttons(key, asker, sink, answer)
+        turns = self.bot.turns
+        finish = self.bot.answer_buttons.finisher(sink)
 
-        self.bot.turns.submit(key, job)
+        async def job() -> None:
+            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish)
+
+        turns.submit(key, job)
 
     @app_commands.command(
         name="reset", description="Forget this channel's or thread's conversation"
@@ -163,7 +166,7 @@ class SlashCommands(commands.Cog):
                 ephemeral=True,
             )
             return
-        await self.bot.deps.core.store.clear(key)
+        await self.bot.core.store.clear(key)
         await interaction.response.send_message(
             f"🧹 {interaction.user.mention} reset the conversation; earlier messages are forgotten."
         )
@@ -250,7 +253,7 @@ class SlashCommands(commands.Cog):
         if key is None:
             return
         eff = await self.bot.prefs.effective(key)
-        items = await self.bot.deps.core.store.load(key)
+        items = await self.bot.core.store.load(key)
         s = self.bot.settings
         system = eff["system"].value
         system = system if len(system) <= 300 else system[:299] + "…"
