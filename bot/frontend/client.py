@@ -21,7 +21,7 @@ from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.slash", "bot.frontend.buttons")
+EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.commands", "bot.frontend.buttons")
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
