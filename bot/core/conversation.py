@@ -29,6 +29,12 @@ from bot.core.turnlock import TurnLock
 log = logging.getLogger(__name__)
 
 
+class NothingToAnswerError(LLMError):
+    """The turn has no input at all (e.g. Regenerate after /reset); no request is sent."""
+
+    default_user_message = "There is no question to answer here; the conversation was reset."
+
+
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     """What one turn needs: where, what was said, by whom, and how to answer."""
@@ -93,8 +99,13 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            items = [*history, *turn.new_items]
+            if not items:  # the API requires input; there is nothing to ask
+                failed = Failed(NothingToAnswerError("the turn has no input"))
+                on_event(failed)
+                return TurnResult(text="", final=failed)
             request = self.client.build_request(
-                [*history, *turn.new_items],
+                items,
                 instructions=turn.instructions,
                 model=turn.model,
                 max_output_tokens=self.max_output_tokens,

@@ -16,6 +16,10 @@ from bot.core.turns import Running
 
 log = logging.getLogger(__name__)
 
+NOTHING_TO_REGENERATE = (
+    "There is no answer here to regenerate: the conversation was reset or has expired."
+)
+
 
 class ButtonActions(Protocol):
     """What the buttons ask of the bot."""
@@ -133,6 +137,9 @@ class RegenerateButton(
         key = _key_of(interaction, self.channel_id)
         message = interaction.message
         last = await actions.latest_answer(key) if key else None
+        if key is not None and message is not None and last is None:
+            await interaction.response.send_message(NOTHING_TO_REGENERATE, ephemeral=True)
+            return
         if key is None or message is None or last is None or str(message.id) not in last:
             await interaction.response.send_message(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True

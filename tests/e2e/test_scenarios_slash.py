@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.frontend.buttons import NOTHING_TO_REGENERATE
 from bot.frontend.sinks import PRIVATE_CUT_NOTICE
 from tests.e2e.discord_emulator.interactions import InteractionRecord
 from tests.e2e.discord_emulator.model import Channel, Message
@@ -418,3 +419,22 @@ async def test_private_ask_ends_with_a_cut_notice_when_the_token_expires(
     assert "▌" not in original.content
     assert [m.id for m in stack.emu.bot_messages(channel.id)] == [original.id]
     assert all(call.status < 400 for call in stack.emu.timeline)
+
+
+async def test_regenerate_after_reset_says_there_is_nothing_to_redo(stack: BotStack) -> None:
+    """After /reset, Regenerate on the old answer says so in one private sentence; no request."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Before the reset."]))
+    await mention_and_wait(stack, channel, "remember this", count=1)
+    [message] = stack.emu.bot_messages(channel.id)
+    await answered(
+        stack, await stack.emu.inject_interaction("reset", user="mod", channel_id=channel.id)
+    )
+    pressed = await answered(
+        stack,
+        await stack.emu.inject_component(message.id, button_id(message, "regen"), "alice"),
+    )
+    assert pressed.ephemeral
+    assert reply_text(pressed) == NOTHING_TO_REGENERATE
+    assert len(stack.requests()) == 1
+    assert stack.emu.message(message.id).content == "Before the reset."

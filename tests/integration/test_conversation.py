@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.core import errors
-from bot.core.conversation import ConversationService, TurnRequest
+from bot.core.conversation import ConversationService, NothingToAnswerError, TurnRequest
 from bot.core.events import (
     Completed,
     Failed,
@@ -335,3 +335,17 @@ async def test_stream_failure_event_is_reported_and_kept(
     history = await service.store.load(KEY)
     assert history[-1].text == "Half"
     assert history[-1].status == "incomplete"
+
+
+async def test_regenerate_with_no_history_sends_no_request(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """Regenerate after the history was cleared: a clear failure, no request, nothing stored."""
+    seen: list[StreamEvent] = []
+    result = await service.run_turn(user_turn("", regenerate=True), seen.append)
+    assert server.requests == []
+    assert isinstance(result.final, Failed)
+    assert isinstance(result.error, NothingToAnswerError)
+    assert "no question to answer" in result.error.user_message
+    assert seen == [result.final]
+    assert await service.store.load(KEY) == []

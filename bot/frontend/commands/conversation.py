@@ -138,6 +138,7 @@ class ConversationCommands(CommandCog):
             )
             return
         await self.bot.core.store.clear(key)
+        await self.bot.last_answers.clear(key)  # so Regenerate finds nothing to redo
         await interaction.response.send_message(
             f"🧹 {interaction.user.mention} reset the conversation; earlier messages are forgotten."
         )
