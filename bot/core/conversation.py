@@ -35,6 +35,12 @@ class NothingToAnswerError(LLMError):
     default_user_message = "There is no question to answer here; the conversation was reset."
 
 
+class UnexpectedTurnError(LLMError):
+    """A turn failed with an exception nobody expected (a bug, a broken stored value)."""
+
+    default_user_message = "Something went wrong on my side; please try again."
+
+
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     """What one turn needs: where, what was said, by whom, and how to answer."""
@@ -115,6 +121,10 @@ class ConversationService:
             collected = _Collected(on_event)
             try:
                 await _stream_until_stopped(self.client, request, collected, stop)
+            except Exception as exc:
+                # Shown as a failure, not as "stopped"; the caller logs the traceback.
+                collected(Failed(UnexpectedTurnError(repr(exc))))
+                raise
             finally:
                 result = collected.result()
                 if turn.record:

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from bot.core.conversation import ConversationService, TurnRequest, TurnResult
+from bot.core.conversation import (
+    ConversationService,
+    TurnRequest,
+    TurnResult,
+    UnexpectedTurnError,
+)
 from bot.core.errors import StorageError
-from bot.core.events import Failed, HistoryItem
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -44,6 +49,8 @@ class Answer:
 
     turn: TurnResult
     render: RenderResult
+    crashed: bool = False
+    """It failed with an unexpected exception (logged): no Regenerate, only its notice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +150,7 @@ class TurnRunner:
             key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
         )
         if finish is not None:
-            previous = await self._remember(key, answer.render)
+            previous = None if answer.crashed else await self._remember(key, answer.render)
             await finish(Finished(key, asker_id, answer, previous))
         return answer
 
@@ -165,16 +172,26 @@ class TurnRunner:
         renderer = ReplyRenderer(sink, self._pacer, on_gone=running.stop.set, existing=existing)
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
+        feed = _FinalSeen(renderer.feed)
+        crashed = False
         try:
             result = await self._run_turn(
                 key,
                 new_items=new_items,
                 asker_id=asker_id,
                 running=running,
-                renderer=renderer,
+                feed=feed,
                 record=record,
                 regenerate=bool(existing),
             )
+        except Exception:
+            # Never silent: the reply ends with a notice (and loses Stop), the log has why.
+            log.exception("An answer in %s failed unexpectedly", key)
+            crashed = True
+            failed = Failed(UnexpectedTurnError())
+            if not feed.final_seen:
+                feed(failed)
+            result = TurnResult(text="", final=failed)
         except BaseException:
             render_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -183,7 +200,7 @@ class TurnRunner:
         finally:
             self._running.pop(key, None)
         _log_usage(key, result)
-        return Answer(turn=result, render=await render_task)
+        return Answer(turn=result, render=await render_task, crashed=crashed)
 
     async def _run_turn(
         self,
@@ -192,7 +209,7 @@ class TurnRunner:
         new_items: Sequence[HistoryItem],
         asker_id: int,
         running: Running,
-        renderer: ReplyRenderer,
+        feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
     ) -> TurnResult:
@@ -208,11 +225,11 @@ class TurnRunner:
                 record=record,
                 regenerate=regenerate,
             )
-            return await self._service.run_turn(turn, renderer.feed, stop=running.stop)
+            return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
             log.warning("Conversation store failed in %s: %s", key, exc)
             failed = Failed(StorageError(str(exc)))
-            renderer.feed(failed)
+            feed(failed)
             return TurnResult(text="", final=failed)
 
     async def _remember(self, key: ConversationKey, render: RenderResult) -> list[str] | None:
@@ -234,6 +251,19 @@ class TurnRunner:
         workers = list(self._workers.values())
         if workers:
             await asyncio.wait(workers, timeout=grace_seconds)
+
+
+class _FinalSeen:
+    """Passes events to the renderer and notes whether a final event went by."""
+
+    def __init__(self, feed: Callable[[StreamEvent], None]) -> None:
+        self._feed = feed
+        self.final_seen = False
+
+    def __call__(self, event: StreamEvent) -> None:
+        if isinstance(event, Completed | Incomplete | Failed):
+            self.final_seen = True
+        self._feed(event)
 
 
 def _log_usage(key: ConversationKey, result: TurnResult) -> None:

@@ -49,7 +49,9 @@ class AnswerButtons:
         return finish
 
     async def _finish(self, sink: ViewSink, done: Finished) -> None:
-        """Take Stop off, put Regenerate on the last part, and take it off the previous answer."""
+        """Take Stop off, put Regenerate on the last part, and take it off the previous answer.
+
+        An answer that failed unexpectedly only loses Stop."""
         messages = done.shown
         if not messages:
             return
@@ -59,7 +61,13 @@ class AnswerButtons:
                 await self._pacer.acquire(first.bucket, urgent=True)
                 await sink.set_view(first, None)
             await self._pacer.acquire(last.bucket, urgent=True)
-            await sink.set_view(last, answer_view(done.key, done.asker_id, streaming=False))
+            # An answer that crashed keeps its notice only: nothing to regenerate it from.
+            view = (
+                None
+                if done.answer.crashed
+                else answer_view(done.key, done.asker_id, streaming=False)
+            )
+            await sink.set_view(last, view)
         except (MessageGone, SinkError) as exc:
             log.info("Could not update the buttons of an answer in %s: %s", done.key, exc)
             return

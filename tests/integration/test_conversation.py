@@ -11,7 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.core import errors
-from bot.core.conversation import ConversationService, NothingToAnswerError, TurnRequest
+from bot.core.conversation import (
+    ConversationService,
+    NothingToAnswerError,
+    TurnRequest,
+    UnexpectedTurnError,
+)
 from bot.core.events import (
     Completed,
     Failed,
@@ -349,3 +354,23 @@ async def test_regenerate_with_no_history_sends_no_request(
     assert "no question to answer" in result.error.user_message
     assert seen == [result.final]
     assert await service.store.load(KEY) == []
+
+
+async def test_an_unexpected_failure_mid_stream_ends_as_a_failure_not_as_stopped(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """A listener that raises mid-stream: a Failed final event, the text so far kept, re-raised."""
+    server.push(answer(["Hel", "lo"], "msg_boom"))
+    seen: list[StreamEvent] = []
+
+    def listener(event: StreamEvent) -> None:
+        seen.append(event)
+        if isinstance(event, TextDelta):
+            raise RuntimeError("listener broke")
+
+    with pytest.raises(RuntimeError, match="listener broke"):
+        await service.run_turn(user_turn("Hi"), listener)
+    assert isinstance(seen[-1], Failed)
+    assert isinstance(seen[-1].error, UnexpectedTurnError)
+    [question, kept] = await service.store.load(KEY)
+    assert (question, kept.text, kept.status) == (user("Hi"), "Hel", "incomplete")

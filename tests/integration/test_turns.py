@@ -4,11 +4,13 @@ sink, with a real ConversationService against the local Responses server and rea
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from bot.core.conversation import ConversationService
@@ -17,11 +19,12 @@ from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
-from bot.core.prefs import Preferences
+from bot.core.prefs import Effective, Preferences, PrefName
 from bot.core.renderer import SentMessage
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from bot.core.turns import Finished, TurnRunner
+from bot.frontend.answers import AnswerButtons
 from tests.support.fake_responses import FakeResponsesServer, SseStream, Wait, sse_stream
 from tests.support.recording_sink import RecordingSink
 from tests.support.redis_server import RedisServer
@@ -302,3 +305,42 @@ def test_finished_answers_become_the_latest(redis_server: RedisServer) -> None:
         (["first-0"], None, ["first-0"]),
         (["second-0"], ["first-0"], ["second-0"]),
     ]
+
+
+class BrokenPreferences(Preferences):
+    """Choices whose reading fails with an error nobody planned for (a failing collaborator)."""
+
+    async def effective(self, key: ConversationKey) -> dict[PrefName, Effective]:
+        """Fail as a bug would."""
+        raise RuntimeError("broken preferences")
+
+
+def test_an_unexpected_failure_is_told_and_loses_stop(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A turn that raises: the reply is one notice, its buttons go, the log has the traceback."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        sink = WatchedSink(channel="701")
+        buttons = AnswerButtons(rig.runner, rig.last_answers, EditPacer(), lambda _id: None)
+        answer = await rig.runner.run(
+            KEY, question("hi"), asker_id=1, sink=sink, finish=buttons.finisher(sink)
+        )
+        return {
+            "messages": sink.messages(),
+            "views": sink.views,
+            "crashed": answer.crashed,
+            "latest": await rig.last_answers.get(KEY),
+            "requests": len(rig.server.requests),
+        }
+
+    with caplog.at_level(logging.ERROR, logger="bot.core.turns"):
+        result = run_with_rig(redis_server, scenario, prefs=BrokenPreferences)
+    assert result["messages"] == ["-# ⚠️ Something went wrong on my side; please try again."]
+    assert result["views"] == [("701-0", None)]
+    assert result["crashed"] is True
+    assert result["latest"] is None
+    assert result["requests"] == 0
+    [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert record.exc_info is not None
+    assert "broken preferences" in str(record.exc_info[1])
