@@ -68,12 +68,14 @@ class Preferences:
     async def owner(self, key: ConversationKey) -> str | None:
         """Who started this thread conversation, if the bot started it."""
         raw = await self.redis.hget(key.meta, "owner")  # type: ignore[misc]
-        return raw.decode() if isinstance(raw, bytes) else raw
+        return _text(raw) if raw is not None else None
+
+
+def _text(value: bytes | str) -> str:
+    """A stored string; bytes that are not UTF-8 are replaced, never raised on."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
     """A Redis hash as str to str, whatever decode_responses the client uses."""
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    return {_text(k): _text(v) for k, v in raw.items()}

@@ -264,6 +264,33 @@ async def test_system_prompt_set_only_with_manage_server(stack: BotStack) -> Non
     assert request.body["instructions"].startswith(pirate)
 
 
+async def test_a_system_prompt_longer_than_a_message_is_shown_as_a_file(stack: BotStack) -> None:
+    """A 3,000-character prompt: /system shows it as system-prompt.txt, /settings still works."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    prompt = ("Answer in rhyme. " * 200)[:3000].strip()
+    await answered(
+        stack,
+        await emu.inject_interaction(
+            "system", {"prompt": prompt}, user="admin", channel_id=channel.id
+        ),
+    )
+    shown = await answered(
+        stack, await emu.inject_interaction("system", user="bob", channel_id=channel.id)
+    )
+    assert shown.ephemeral
+    assert "as a file" in reply_text(shown)
+    assert shown.original_message_id is not None
+    [attachment] = emu.message(shown.original_message_id).attachments
+    assert attachment["filename"] == "system-prompt.txt"
+    assert attachment["size"] == len(prompt.encode())
+    settings = await answered(
+        stack, await emu.inject_interaction("settings", user="bob", channel_id=channel.id)
+    )
+    assert "Answer in rhyme." in reply_text(settings)
+    assert len(reply_text(settings)) <= 2000
+
+
 async def test_stop_button_keeps_the_text_so_far(stack: BotStack) -> None:
     """Stop ends a streaming answer; the text already shown stays and Regenerate appears."""
     channel = stack.fresh_channel()

@@ -4,10 +4,14 @@ words that clear a choice."""
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Literal
 
+import discord
 from discord import app_commands
 
+from bot.core.keys import ConversationKey
+from bot.core.renderer import DEFAULT_LIMIT
 from bot.frontend.commands.common import CommandCog, Interaction, guild_only
 
 if TYPE_CHECKING:
@@ -15,6 +19,14 @@ if TYPE_CHECKING:
 
 ScopeChoice = Literal["channel", "server"]
 CLEAR_WORDS = {"default", "reset", "clear"}
+SYSTEM_PROMPT_FILE = "system-prompt.txt"
+MODEL_SHOWN_CHARS = 200
+SYSTEM_SHOWN_CHARS = 300
+
+
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` characters with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def is_clear(value: str) -> bool:
@@ -58,7 +70,8 @@ class SettingsCommands(CommandCog):
         if name is None:
             eff = (await self.bot.prefs.effective(key))["model"]
             await interaction.response.send_message(
-                f"The model here is `{eff.value}` (from the {eff.source} setting).",
+                f"The model here is `{clip(eff.value, MODEL_SHOWN_CHARS)}` "
+                f"(from the {eff.source} setting).",
                 ephemeral=True,
             )
             return
@@ -105,11 +118,7 @@ class SettingsCommands(CommandCog):
         if key is None:
             return
         if prompt is None:
-            eff = (await self.bot.prefs.effective(key))["system"]
-            await interaction.response.send_message(
-                f"The system prompt here (from the {eff.source} setting):\n>>> {eff.value}",
-                ephemeral=True,
-            )
+            await self._show_system(interaction, key)
             return
         if not await may_change(interaction, "system prompt"):
             return
@@ -117,6 +126,21 @@ class SettingsCommands(CommandCog):
         await self.bot.prefs.set(key, scope, "system", "" if clear else prompt.strip())
         what = " back to the default" if clear else ""
         await interaction.response.send_message(f"Set the system prompt for {where(scope)}{what}.")
+
+    async def _show_system(self, interaction: Interaction, key: ConversationKey) -> None:
+        """The system prompt in force: in the message, or as a file when it would not fit."""
+        eff = (await self.bot.prefs.effective(key))["system"]
+        head = f"The system prompt here (from the {eff.source} setting)"
+        text = f"{head}:\n>>> {eff.value}"
+        if len(text) <= DEFAULT_LIMIT:
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        prompt = discord.File(io.BytesIO(eff.value.encode()), filename=SYSTEM_PROMPT_FILE)
+        await interaction.response.send_message(
+            f"{head} is {len(eff.value):,} characters long; here it is as a file.",
+            file=prompt,
+            ephemeral=True,
+        )
 
     @app_commands.command(
         name="settings", description="What is in force here and where it comes from"
@@ -129,10 +153,9 @@ class SettingsCommands(CommandCog):
         eff = await self.bot.prefs.effective(key)
         items = await self.bot.core.store.load(key)
         s = self.bot.settings
-        system = eff["system"].value
-        system = system if len(system) <= 300 else system[:299] + "…"
+        system = clip(eff["system"].value, SYSTEM_SHOWN_CHARS)
         lines = [
-            f"**Model**: `{eff['model'].value}` ({eff['model'].source})",
+            f"**Model**: `{clip(eff['model'].value, MODEL_SHOWN_CHARS)}` ({eff['model'].source})",
             f"**System prompt** ({eff['system'].source}): {system}",
             f"**History**: {len(items)} of at most {s.history_max_messages} items "
             f"({sum(len(i.text) for i in items):,} of {s.history_max_chars:,} characters), "
@@ -140,4 +163,6 @@ class SettingsCommands(CommandCog):
             f"**Limits**: questions up to {s.max_input_chars:,} characters, answers up to "
             f"{s.max_output_tokens:,} tokens (default)",
         ]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.response.send_message(
+            clip("\n".join(lines), DEFAULT_LIMIT), ephemeral=True
+        )
