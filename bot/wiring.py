@@ -14,8 +14,14 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.keys import LAST_ANSWER, META
+from bot.core.last_answers import LastAnswers
+from bot.core.models import ModelCatalog
+from bot.core.pacing import EditPacer
+from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
+from bot.core.turns import TurnRunner
 
 REDIS_TIMEOUT_SECONDS = 5.0
 """How long connecting to Redis, or any one command, may take before it fails."""
@@ -31,6 +37,18 @@ class Core:
 
     service: ConversationService
     store: HistoryStore
+
+
+@dataclass(frozen=True, slots=True)
+class BotServices:
+    """What the Discord bot runs on besides the core: choices, models, pacing and the answers."""
+
+    core: Core
+    prefs: Preferences
+    catalog: ModelCatalog
+    pacer: EditPacer
+    last_answers: LastAnswers
+    turns: TurnRunner
 
 
 @contextlib.asynccontextmanager
@@ -69,7 +87,7 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
         max_items=settings.history_max_messages,
         max_chars=settings.history_max_chars,
         ttl_seconds=settings.history_ttl_seconds,
-        companion_keys=("meta", "last-answer"),
+        companion_keys=(META, LAST_ANSWER),
     )
 
 
@@ -84,3 +102,24 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
         client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
     )
     return Core(service=service, store=store)
+
+
+def build_bot_services(
+    settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis
+) -> BotServices:
+    """The core plus the services the Discord bot needs, each from its own settings."""
+    core = build_core(settings, session, redis)
+    prefs = Preferences(
+        redis, default_model=settings.default_model, default_system=settings.system_prompt
+    )
+    pacer = EditPacer(min_interval=settings.edit_interval_seconds)
+    last_answers = LastAnswers(redis)
+    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    return BotServices(
+        core=core,
+        prefs=prefs,
+        catalog=ModelCatalog(session, redis, base_url=settings.openrouter_base_url),
+        pacer=pacer,
+        last_answers=last_answers,
+        turns=turns,
+    )

@@ -29,6 +29,18 @@ from bot.core.turnlock import TurnLock
 log = logging.getLogger(__name__)
 
 
+class NothingToAnswerError(LLMError):
+    """The turn has no input at all (e.g. Regenerate after /reset); no request is sent."""
+
+    default_user_message = "There is no question to answer here; the conversation was reset."
+
+
+class UnexpectedTurnError(LLMError):
+    """A turn failed with an exception nobody expected (a bug, a broken stored value)."""
+
+    default_user_message = "Something went wrong on my side; please try again."
+
+
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     """What one turn needs: where, what was said, by whom, and how to answer."""
@@ -93,8 +105,13 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            items = [*history, *turn.new_items]
+            if not items:  # the API requires input; there is nothing to ask
+                failed = Failed(NothingToAnswerError("the turn has no input"))
+                on_event(failed)
+                return TurnResult(text="", final=failed)
             request = self.client.build_request(
-                [*history, *turn.new_items],
+                items,
                 instructions=turn.instructions,
                 model=turn.model,
                 max_output_tokens=self.max_output_tokens,
@@ -104,6 +121,10 @@ class ConversationService:
             collected = _Collected(on_event)
             try:
                 await _stream_until_stopped(self.client, request, collected, stop)
+            except Exception as exc:
+                # Shown as a failure, not as "stopped"; the caller logs the traceback.
+                collected(Failed(UnexpectedTurnError(repr(exc))))
+                raise
             finally:
                 result = collected.result()
                 if turn.record:

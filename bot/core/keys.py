@@ -1,10 +1,19 @@
-"""Redis key names of one conversation, all under one hash tag so they share a Cluster slot."""
+"""Every Redis key name the bot uses: those of one conversation share one hash tag (one Cluster
+slot); a few belong to the whole bot or to one server."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 LOCAL_GUILD = "local"
+META = "meta"
+"""Per-conversation hash of facts about it (e.g. the owner of a /chat thread)."""
+LAST_ANSWER = "last-answer"
+"""Per-conversation record of the messages that show the latest answer (for Regenerate)."""
+PREFS = "prefs"
+"""Per-conversation hash of the channel's choices (model, system prompt)."""
+COMMANDS_SYNC_LOCK = "bot:commands:sync-lock"
+"""Held by the one process that syncs slash commands."""
 MAX_NAME_LENGTH = 100
 _FORBIDDEN_CHARACTERS = frozenset("{}")
 
@@ -51,6 +60,21 @@ class ConversationKey:
         """The cross-process turn lock."""
         return self.sub("lock")
 
+    @property
+    def meta(self) -> str:
+        """Facts about the conversation, such as who started its thread."""
+        return self.sub(META)
+
+    @property
+    def last_answer(self) -> str:
+        """Which messages show the latest answer."""
+        return self.sub(LAST_ANSWER)
+
+    @property
+    def prefs(self) -> str:
+        """The channel's own choices."""
+        return self.sub(PREFS)
+
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
         return f"{self.tag}:{name}"
@@ -58,3 +82,18 @@ class ConversationKey:
     def __str__(self) -> str:
         """A stable id such as "g:123:c:456", fit for hashing and logs."""
         return f"g:{self.guild}:c:{self.channel}"
+
+
+def commands_hash(scope: str) -> str:
+    """The digest of the slash commands last synced to a scope ("global" or a server id)."""
+    return f"bot:commands:hash:{scope}"
+
+
+def handled_message(message_id: int | str) -> str:
+    """The claim that one process answers a Discord message (each is handled once)."""
+    return f"bot:handled:{message_id}"
+
+
+def server_prefs(guild: str) -> str:
+    """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
+    return f"{{g:{guild}}}:{PREFS}"

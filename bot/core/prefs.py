@@ -10,7 +10,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from bot.core.keys import ConversationKey
+from bot.core.keys import ConversationKey, server_prefs
 
 Scope = Literal["channel", "server"]
 Source = Literal["channel", "server", "default"]
@@ -26,11 +26,6 @@ class Effective:
     source: Source
 
 
-def _server_key(guild: str) -> str:
-    """The hash of a server's choices (its own hash tag: one key, one slot)."""
-    return f"{{g:{guild}}}:prefs"
-
-
 class Preferences:
     """Reads and writes model and system prompt choices with channel > server > default."""
 
@@ -39,7 +34,7 @@ class Preferences:
         self.defaults: dict[PrefName, str] = {"model": default_model, "system": default_system}
 
     def _hash(self, key: ConversationKey, scope: Scope) -> str:
-        return key.sub("prefs") if scope == "channel" else _server_key(key.guild)
+        return key.prefs if scope == "channel" else server_prefs(key.guild)
 
     async def set(self, key: ConversationKey, scope: Scope, name: PrefName, value: str) -> None:
         """Set a choice at a scope; an empty value clears it so the next level shows through."""
@@ -68,17 +63,19 @@ class Preferences:
 
     async def set_owner(self, key: ConversationKey, user_id: str) -> None:
         """Record who started a thread conversation (they may /reset and /stop it)."""
-        await self.redis.hset(key.sub("meta"), "owner", user_id)  # type: ignore[misc]
+        await self.redis.hset(key.meta, "owner", user_id)  # type: ignore[misc]
 
     async def owner(self, key: ConversationKey) -> str | None:
         """Who started this thread conversation, if the bot started it."""
-        raw = await self.redis.hget(key.sub("meta"), "owner")  # type: ignore[misc]
-        return raw.decode() if isinstance(raw, bytes) else raw
+        raw = await self.redis.hget(key.meta, "owner")  # type: ignore[misc]
+        return _text(raw) if raw is not None else None
+
+
+def _text(value: bytes | str) -> str:
+    """A stored string; bytes that are not UTF-8 are replaced, never raised on."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
     """A Redis hash as str to str, whatever decode_responses the client uses."""
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
+    return {_text(k): _text(v) for k, v in raw.items()}

@@ -11,7 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.core import errors
-from bot.core.conversation import ConversationService, TurnRequest
+from bot.core.conversation import (
+    ConversationService,
+    NothingToAnswerError,
+    TurnRequest,
+    UnexpectedTurnError,
+)
 from bot.core.events import (
     Completed,
     Failed,
@@ -335,3 +340,37 @@ async def test_stream_failure_event_is_reported_and_kept(
     history = await service.store.load(KEY)
     assert history[-1].text == "Half"
     assert history[-1].status == "incomplete"
+
+
+async def test_regenerate_with_no_history_sends_no_request(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """Regenerate after the history was cleared: a clear failure, no request, nothing stored."""
+    seen: list[StreamEvent] = []
+    result = await service.run_turn(user_turn("", regenerate=True), seen.append)
+    assert server.requests == []
+    assert isinstance(result.final, Failed)
+    assert isinstance(result.error, NothingToAnswerError)
+    assert "no question to answer" in result.error.user_message
+    assert seen == [result.final]
+    assert await service.store.load(KEY) == []
+
+
+async def test_an_unexpected_failure_mid_stream_ends_as_a_failure_not_as_stopped(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """A listener that raises mid-stream: a Failed final event, the text so far kept, re-raised."""
+    server.push(answer(["Hel", "lo"], "msg_boom"))
+    seen: list[StreamEvent] = []
+
+    def listener(event: StreamEvent) -> None:
+        seen.append(event)
+        if isinstance(event, TextDelta):
+            raise RuntimeError("listener broke")
+
+    with pytest.raises(RuntimeError, match="listener broke"):
+        await service.run_turn(user_turn("Hi"), listener)
+    assert isinstance(seen[-1], Failed)
+    assert isinstance(seen[-1].error, UnexpectedTurnError)
+    [question, kept] = await service.store.load(KEY)
+    assert (question, kept.text, kept.status) == (user("Hi"), "Hel", "incomplete")

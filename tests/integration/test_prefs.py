@@ -59,3 +59,12 @@ async def test_channel_keys_share_the_conversation_hash_tag(redis_client: aiored
     await prefs.set_owner(KEY, "1")
     keys = {k.decode() for k in await redis_client.keys("*")}
     assert {KEY.sub("prefs"), KEY.sub("meta")} <= keys
+
+
+async def test_a_stored_value_that_is_not_utf8_is_shown_not_raised(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A broken stored choice reads with replacement characters, so showing it cannot fail."""
+    await redis_client.hset(KEY.prefs, "system", b"Be \xff brief.")  # type: ignore[misc]
+    eff = await _prefs(redis_client).effective(KEY)
+    assert eff["system"] == Effective("Be \ufffd brief.", "channel")
