@@ -157,7 +157,9 @@ class SharedAssistant(commands.Cog):
         )
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
-        """A short reply that never fails loudly (the channel may be read-only for us)."""
+        """A short reply that never fails loudly (the channel may be read-only for us); it takes
+        its slot in the channel's bucket like every other message the bot sends there."""
+        await self.bot.pacer.acquire(f"channel:{message.channel.id}", urgent=True)
         try:
             await message.channel.send(
                 text,
