@@ -22,6 +22,7 @@ from bot.core.events import (
     TextDelta,
 )
 from bot.core.history import HistoryStore, turn_items
+from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """What one turn needs: where, what was said, by whom, and how to answer."""
+    """What one turn needs: where, what was said, by whom, and how to answer.
+
+    `images` fetches the images of this turn's request (the newest `image_history` of its
+    items); without it every image is sent as its text placeholder.
+    """
 
     key: ConversationKey
     new_items: Sequence[HistoryItem]
@@ -40,6 +45,7 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    images: ImageSource | None = None
 
 
 @dataclass(slots=True)
@@ -75,11 +81,13 @@ class ConversationService:
         lock: TurnLock,
         *,
         max_output_tokens: int,
+        image_history: int = 3,
     ) -> None:
         self.client = client
         self.store = store
         self.lock = lock
         self.max_output_tokens = max_output_tokens
+        self.image_history = image_history
 
     async def run_turn(
         self,
@@ -93,13 +101,17 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            items = [*history, *turn.new_items]
+            refs = [ref for item in items for ref in item.images]
+            images = await resolve_images(refs, turn.images, limit=self.image_history)
             request = self.client.build_request(
-                [*history, *turn.new_items],
+                items,
                 instructions=turn.instructions,
                 model=turn.model,
                 max_output_tokens=self.max_output_tokens,
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
+                images=images,
             )
             collected = _Collected(on_event)
             try:
