@@ -105,6 +105,28 @@ def _read_capped(path: Path, max_bytes: int) -> bytes | None:
     return None if len(data) > max_bytes else data
 
 
+class ImageError(ValueError):
+    """An image cannot be sent; the message is one sentence for the person who sent it."""
+
+
+def read_image_file(path: Path, *, max_bytes: int) -> tuple[ImageRef, bytes]:
+    """A local image's reference and checked bytes; ImageError saying why it cannot be sent."""
+    name = display_name(path.name)
+    try:
+        size = path.stat().st_size
+        refusal = size_refusal(path.name, size, max_bytes=max_bytes)
+        if refusal:
+            raise ImageError(refusal)
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ImageError(f"The image {name} could not be read: {reason}.") from None
+    refusal = image_refusal(data, path.name, max_bytes=max_bytes)
+    if refusal:
+        raise ImageError(refusal)
+    return file_image_ref(path, data), data
+
+
 def file_image_ref(path: Path, data: bytes) -> ImageRef:
     """The reference to a local image file whose (validated) bytes are `data`."""
     return ImageRef(
