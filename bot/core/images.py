@@ -16,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+log = logging.getLogger(__name__)
+
 MAX_IMAGES_PER_MESSAGE: Final = 4
+FETCH_TIMEOUT_SECONDS: Final = 15.0
+"""Longest wait for one image of history; past it the image is sent as its placeholder."""
 ACCEPTED_TYPES: Final = "PNG, JPEG, WebP or a still GIF"
 IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif", ".apng", ".bmp", ".tif", ".tiff"}
@@ -310,11 +315,16 @@ def placeholder(ref: ImageRef, *, available: bool) -> str:
 
 
 async def resolve_images(
-    refs: Sequence[ImageRef], source: ImageSource | None, *, limit: int
+    refs: Sequence[ImageRef],
+    source: ImageSource | None,
+    *,
+    limit: int,
+    fetch_seconds: float = FETCH_TIMEOUT_SECONDS,
 ) -> dict[ImageRef, str | None]:
     """Data URLs of the newest `limit` of `refs` (oldest first), fetched at once.
 
-    A ref fetched but unavailable maps to None; older refs are left out (they become the
+    A ref fetched but unavailable maps to None (so does one whose fetch failed or took longer
+    than `fetch_seconds`: an old image never ends a turn); older refs are left out (they become the
     plain placeholder). Without a source nothing is fetched and the map is empty.
     """
     if source is None or limit <= 0:
@@ -325,13 +335,18 @@ async def resolve_images(
             break
         if ref not in newest:
             newest.append(ref)
-    fetched = await asyncio.gather(*(_fetch_url(source, ref) for ref in newest))
+    fetched = await asyncio.gather(*(_fetch_url(source, ref, fetch_seconds) for ref in newest))
     return dict(zip(newest, fetched, strict=True))
 
 
-async def _fetch_url(source: ImageSource, ref: ImageRef) -> str | None:
+async def _fetch_url(source: ImageSource, ref: ImageRef, seconds: float) -> str | None:
     """The data URL of one image, or None when the source has no (valid) bytes for it."""
-    data = await source.fetch(ref)
+    try:
+        async with asyncio.timeout(seconds):
+            data = await source.fetch(ref)
+    except Exception as exc:  # noqa: BLE001 - any failure only costs this image, logged
+        log.warning("Could not fetch image %s: %s: %s", ref.filename, type(exc).__name__, exc)
+        return None
     return None if data is None else data_url(data)
 
 

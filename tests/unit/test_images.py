@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -174,6 +175,26 @@ async def test_only_the_newest_images_are_fetched() -> None:
         refs[2]: data_url(image_bytes.png(shade=2)),
         refs[3]: None,
         refs[4]: data_url(image_bytes.png(shade=4)),
+    }
+
+
+class BrokenSource:
+    """An ImageSource whose first image fails and whose second never arrives."""
+
+    async def fetch(self, ref: ImageRef) -> bytes | None:
+        """Raise for message 1; wait forever for any other."""
+        if ref.message == "1":
+            raise OSError("connection reset")
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_failing_or_hanging_fetch_costs_only_its_image() -> None:
+    """An image whose fetch raises or outlasts the timeout is unavailable; the turn goes on."""
+    refs = [ref(1), ref(2)]
+    assert await resolve_images(refs, BrokenSource(), limit=3, fetch_seconds=0.01) == {
+        refs[0]: None,
+        refs[1]: None,
     }
 
 
