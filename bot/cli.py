@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -15,7 +16,18 @@ from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import TurnRequest
 from bot.core.errors import LLMError, ModelNotFoundError, with_provider_message
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
+from bot.core.images import (
+    MAX_IMAGES_PER_MESSAGE,
+    FileImageSource,
+    ImageError,
+    ImageRef,
+    PreloadedImages,
+    count_refusal,
+    model_refusal,
+    read_image_file,
+)
 from bot.core.keys import ConversationKey
+from bot.core.models import ModelCatalog
 from bot.core.turnlock import TurnLockTimeout
 from bot.wiring import StartupError, build_core, make_store, open_redis
 
@@ -25,9 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     ask = sub.add_parser("ask", help="ask one question; the answer streams to stdout")
-    ask.add_argument("text", help="the question")
+    ask.add_argument("text", nargs="?", default="", help="the question (optional with --image)")
     ask.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
     ask.add_argument("--model", default=None, help="model to use instead of DEFAULT_MODEL")
+    ask.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help=f"an image to ask about (png, jpeg, webp, still gif); up to {MAX_IMAGES_PER_MESSAGE}",
+    )
     reset = sub.add_parser("reset", help="clear a terminal conversation's history")
     reset.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
     return parser
@@ -59,7 +78,7 @@ def _run_command(args: argparse.Namespace) -> int:
     """Load the settings and run the command the arguments chose."""
     settings = load_settings()
     if args.command == "ask":
-        return asyncio.run(ask(settings, args.text, args.channel, args.model))
+        return asyncio.run(ask(settings, args.text, args.channel, args.model, images=args.image))
     if args.command == "reset":
         return asyncio.run(reset(settings, args.channel))
     return run_discord(settings)
@@ -88,29 +107,62 @@ def _print_event(event: StreamEvent) -> None:
         sys.stdout.flush()
 
 
-async def ask(settings: Settings, text: str, channel: str, model: str | None) -> int:
+async def ask(
+    settings: Settings,
+    text: str,
+    channel: str,
+    model: str | None,
+    *,
+    images: Sequence[str] = (),
+) -> int:
     """One turn in a terminal conversation; the answer streams to stdout, errors to stderr."""
-    if not text.strip():
+    if not text.strip() and not images:
         raise StartupError("The question is empty.")
     if len(text) > settings.max_input_chars:
         raise StartupError(
             f"The question is {len(text)} characters; the limit is {settings.max_input_chars}."
         )
+    loaded = _read_images(images, settings.max_image_bytes)
     key = ConversationKey.terminal(channel)
     require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
+    model = model or settings.default_model
     async with aiohttp.ClientSession() as session, open_redis(settings) as redis:
+        catalog = ModelCatalog(session, redis, base_url=settings.openrouter_base_url)
+        takes_images = await catalog.takes_images(model)
+        if loaded and takes_images is False:
+            image_models = await catalog.image_models()
+            print(model_refusal(model, image_models, pick_with="--model"), file=sys.stderr)
+            return 1
         core = build_core(settings, session, redis)
+        # A model known to read only text gets the images of earlier turns as placeholders.
+        source = FileImageSource(max_bytes=settings.max_image_bytes)
         turn = TurnRequest(
             key=key,
-            new_items=[HistoryItem(role="user", text=text)],
+            new_items=[HistoryItem(role="user", text=text, images=tuple(loaded))],
             user_key=f"terminal:{channel}",
-            model=model or settings.default_model,
+            model=model,
             instructions=settings.system_prompt,
+            images=PreloadedImages(loaded, source) if takes_images is not False else None,
         )
         result = await core.service.run_turn(turn, _print_event)
     if result.text and not result.text.endswith("\n"):
         sys.stdout.write("\n")
     return _report_final(result.final, turn.model)
+
+
+def _read_images(paths: Sequence[str], max_bytes: int) -> dict[ImageRef, bytes]:
+    """The checked images of `--image`, in order; StartupError with the first refusal."""
+    refusal = count_refusal(len(paths))
+    if refusal:
+        raise StartupError(refusal)
+    loaded: dict[ImageRef, bytes] = {}
+    for path in paths:
+        try:
+            ref, data = read_image_file(Path(path), max_bytes=max_bytes)
+        except ImageError as exc:
+            raise StartupError(str(exc)) from None
+        loaded[ref] = data
+    return loaded
 
 
 def _error_line(error: LLMError, model: str) -> str:

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
     queue_depth: int = Field(default=5, ge=0, le=100)
     reply_mentions_author: bool = True
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    image_history: int = Field(default=3, ge=0, le=20)
 
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod

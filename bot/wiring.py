@@ -99,7 +99,11 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
     )
     store = make_store(settings, redis)
     service = ConversationService(
-        client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
+        client,
+        store,
+        TurnLock(redis),
+        max_output_tokens=settings.max_output_tokens,
+        image_history=settings.image_history,
     )
     return Core(service=service, store=store)
 

@@ -22,6 +22,7 @@ from bot.core.events import (
     TextDelta,
 )
 from bot.core.history import HistoryStore, turn_items
+from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
@@ -43,7 +44,11 @@ class UnexpectedTurnError(LLMError):
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """What one turn needs: where, what was said, by whom, and how to answer."""
+    """What one turn needs: where, what was said, by whom, and how to answer.
+
+    `images` fetches the images of this turn's request (the newest `image_history` of its
+    items); without it every image is sent as its text placeholder.
+    """
 
     key: ConversationKey
     new_items: Sequence[HistoryItem]
@@ -52,6 +57,7 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    images: ImageSource | None = None
 
 
 @dataclass(slots=True)
@@ -87,11 +93,13 @@ class ConversationService:
         lock: TurnLock,
         *,
         max_output_tokens: int,
+        image_history: int = 3,
     ) -> None:
         self.client = client
         self.store = store
         self.lock = lock
         self.max_output_tokens = max_output_tokens
+        self.image_history = image_history
 
     async def run_turn(
         self,
@@ -110,6 +118,8 @@ class ConversationService:
                 failed = Failed(NothingToAnswerError("the turn has no input"))
                 on_event(failed)
                 return TurnResult(text="", final=failed)
+            refs = [ref for item in items for ref in item.images]
+            images = await resolve_images(refs, turn.images, limit=self.image_history)
             request = self.client.build_request(
                 items,
                 instructions=turn.instructions,
@@ -117,6 +127,7 @@ class ConversationService:
                 max_output_tokens=self.max_output_tokens,
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
+                images=images,
             )
             collected = _Collected(on_event)
             try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.core.errors import LLMError
+from bot.core.images import ImageRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class HistoryItem:
     User items carry the speaker's display name (shown to the model as a `[Name]: ` prefix);
     assistant items carry the API's output message id and status, which the API requires when
     the item is sent back. `ref` is the platform message id it came from, when there is one.
+    `images` are the images a user item carried, by reference (see bot.core.images).
     """
 
     role: Role
@@ -98,3 +100,4 @@ class HistoryItem:
     item_id: str = ""
     status: ItemStatus = "completed"
     ref: str = ""
+    images: tuple[ImageRef, ...] = ()

@@ -4,7 +4,8 @@ Each request takes the next script from a queue: a `PlainResponse` (an HTTP erro
 body that is not SSE) or an `SseStream` (a 200 whose body is given as byte chunks, with `Wait`
 steps the test releases through an asyncio.Event, `HANG` to stall forever, `ABORT` to cut the
 connection). Every request's headers and JSON body are recorded in `.requests`.
-GET /models answers OpenRouter's model list shape with the ids in `.models`.
+GET /models answers OpenRouter's model list shape with the ids in `.models`, each with
+`architecture.input_modalities` when `.modalities` names it.
 
     async with FakeResponsesServer([SseStream([sse_stream(["Hel", "lo"])])]) as server:
         client = ResponsesClient(session, base_url=server.url, api_key="k")
@@ -270,6 +271,7 @@ class FakeResponsesServer:
     ) -> None:
         self.scripts: deque[Script] = deque(scripts)
         self.models: list[str] = list(models)
+        self.modalities: dict[str, list[str]] = {}
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -310,8 +312,15 @@ class FakeResponsesServer:
             await self._runner.cleanup()
 
     async def _list_models(self, request: web.Request) -> web.Response:
-        """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`."""
-        return web.json_response({"data": [{"id": name} for name in self.models]})
+        """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`
+        (with `architecture.input_modalities` from `.modalities`)."""
+        data: list[dict[str, Any]] = []
+        for name in self.models:
+            entry: dict[str, Any] = {"id": name}
+            if name in self.modalities:
+                entry["architecture"] = {"input_modalities": self.modalities[name]}
+            data.append(entry)
+        return web.json_response({"data": data})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Record the request and play the next script."""
