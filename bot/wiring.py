@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
@@ -70,6 +71,19 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
         max_chars=settings.history_max_chars,
         ttl_seconds=settings.history_ttl_seconds,
         companion_keys=("meta", "last-answer"),
+    )
+
+
+def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
+    """The per-channel and per-server choices, with the configured defaults."""
+    return Preferences(
+        redis,
+        default_model=settings.default_model,
+        default_system=settings.system_prompt,
+        default_reasoning=settings.reasoning_effort or "auto",
+        default_web="on" if settings.web_search else "off",
+        default_fallbacks=settings.fallback_models or "none",
+        default_footer="on" if settings.usage_footer else "off",
     )
 
 
