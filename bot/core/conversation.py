@@ -23,6 +23,7 @@ from bot.core.events import (
 )
 from bot.core.history import HistoryStore, turn_items
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
@@ -40,6 +41,7 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    options: AnswerOptions = field(default_factory=AnswerOptions)
 
 
 @dataclass(slots=True)
@@ -100,6 +102,7 @@ class ConversationService:
                 max_output_tokens=self.max_output_tokens,
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
+                options=turn.options,
             )
             collected = _Collected(on_event)
             try:

@@ -29,6 +29,7 @@ from bot.core.errors import (
     status_error,
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
+from bot.core.options import AnswerOptions
 from bot.core.response_stream import (
     ResponseStreamParser,
     error_code,
@@ -188,8 +189,10 @@ class ResponsesClient:
         max_output_tokens: int,
         user_key: str,
         conversation_key: str,
+        options: AnswerOptions | None = None,
     ) -> dict[str, Any]:
-        """The JSON body of a stateless streamed request carrying the whole history."""
+        """The JSON body of a stateless streamed request carrying the whole history; the answer
+        options' fields (fallbacks, reasoning, web search) come last, only when set."""
         return {
             "model": model,
             "instructions": instructions,
@@ -198,6 +201,7 @@ class ResponsesClient:
             "user": hashed_user(user_key),
             "prompt_cache_key": prompt_cache_key(conversation_key),
             "stream": True,
+            **(options or AnswerOptions()).request_fields(model),
         }
 
     async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
