@@ -456,7 +456,8 @@ async def test_citations_from_every_place_are_listed_once(
         "https://c.example/",
     ]
     assert _final_content(result) == (
-        "See A\n\n-# Sources: <https://a.example/> · <https://b.example/> · <https://c.example/>"
+        "See A\n\n-# 1. [a.example](<https://a.example/>)\n-# 2. [b.example](<https://b.example/>)"
+        "\n-# 3. [c.example](<https://c.example/>)"
     )
 
 
