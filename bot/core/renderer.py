@@ -206,18 +206,22 @@ def sources_lines(citations: dict[str, str], limit: int = MAX_SOURCES) -> list[s
     ]
 
 
-def summary_line(summary: str) -> str:
+def newest_summary_sentence(summary: str) -> str:
     """The newest complete sentence of a reasoning summary (the unfinished last one only when
-    there is no other), as one plain line of at most MAX_SUMMARY_CHARS visible characters
-    with formatting dropped and mentions neutralised; "" when there is nothing to show."""
+    there is no other), with formatting marks and link brackets dropped; "" when none."""
     pieces = [piece for piece in _SENTENCE_BREAK.split(summary) if piece.strip()]
     finished = summary.rstrip() != summary or summary.rstrip().endswith((".", "!", "?", "…"))
     if len(pieces) > 1 and not finished:
         pieces = pieces[:-1]
     if not pieces:
         return ""
-    plain = _FORMATTING.sub("", pieces[-1]).replace("[", "(").replace("]", ")")
-    return _escape_markdown(one_line_notice(plain, MAX_SUMMARY_CHARS))
+    return _FORMATTING.sub("", pieces[-1]).replace("[", "(").replace("]", ")").strip()
+
+
+def summary_line(summary: str) -> str:
+    """The newest summary sentence as one line for chat: at most MAX_SUMMARY_CHARS visible
+    characters, markdown escaped, mentions neutralised; "" when there is nothing to show."""
+    return _escape_markdown(one_line_notice(newest_summary_sentence(summary), MAX_SUMMARY_CHARS))
 
 
 def thinking_status(seconds: int, summary: str) -> str:
@@ -227,7 +231,7 @@ def thinking_status(seconds: int, summary: str) -> str:
     return f"{status}\n-# {line}" if line else status
 
 
-def _same_model(requested: str, answered: str) -> bool:
+def same_model(requested: str, answered: str) -> bool:
     """Whether two model ids name the same model, ignoring case, a `:variant` suffix and a
     date or version suffix (`openai/gpt-4o-mini` and `openai/gpt-4o-mini-2024-07-18`)."""
 
@@ -245,7 +249,7 @@ def _same_model(requested: str, answered: str) -> bool:
 def answered_by_line(requested: str, event: FinalEvent) -> list[str]:
     """ "Answered by <model>" when a different model than the one asked for answered."""
     answered = event.model if isinstance(event, Completed | Incomplete) else None
-    if not requested or not answered or _same_model(requested, answered):
+    if not requested or not answered or same_model(requested, answered):
         return []
     return [f"-# Answered by {_escape_markdown(one_line_notice(answered, 100))}"]
 
