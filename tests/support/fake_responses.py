@@ -156,13 +156,15 @@ def _message_item(message_id: str, status: str, text: str) -> dict[str, Any]:
     }
 
 
-DEFAULT_USAGE: dict[str, Any] = {
-    "input_tokens": 12,
-    "output_tokens": 5,
-    "total_tokens": 17,
-    "output_tokens_details": {"reasoning_tokens": 2},
-    "cost": 0.00012,
-}
+def default_usage() -> dict[str, Any]:
+    """The usage a scripted answer reports unless told otherwise (a fresh dict each time)."""
+    return {
+        "input_tokens": 12,
+        "output_tokens": 5,
+        "total_tokens": 17,
+        "output_tokens_details": {"reasoning_tokens": 2},
+        "cost": 0.00012,
+    }
 
 
 def _response(
@@ -174,7 +176,7 @@ def _response(
 ) -> dict:
     """The `response` object carried by response.* events."""
     body = {"id": "gen-123", "object": "response", "status": status, "model": model}
-    return {**body, "output": output, "usage": usage or DEFAULT_USAGE, **extra}
+    return {**body, "output": output, "usage": usage or default_usage(), **extra}
 
 
 def url_citation(url: str, title: str = "") -> dict[str, Any]:
