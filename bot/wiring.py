@@ -91,6 +91,19 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
     )
 
 
+def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
+    """The per-channel and per-server choices, with the configured defaults."""
+    return Preferences(
+        redis,
+        default_model=settings.default_model,
+        default_system=settings.system_prompt,
+        default_reasoning=settings.reasoning_effort or "auto",
+        default_web="on" if settings.web_search else "off",
+        default_fallbacks=settings.fallback_models or "none",
+        default_footer="on" if settings.usage_footer else "off",
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -113,9 +126,7 @@ def build_bot_services(
 ) -> BotServices:
     """The core plus the services the Discord bot needs, each from its own settings."""
     core = build_core(settings, session, redis)
-    prefs = Preferences(
-        redis, default_model=settings.default_model, default_system=settings.system_prompt
-    )
+    prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds)
     last_answers = LastAnswers(redis)
     turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)

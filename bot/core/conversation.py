@@ -24,6 +24,7 @@ from bot.core.events import (
 from bot.core.history import HistoryStore, turn_items
 from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
@@ -58,6 +59,7 @@ class TurnRequest:
     record: bool = True
     regenerate: bool = False
     images: ImageSource | None = None
+    options: AnswerOptions = field(default_factory=AnswerOptions)
 
 
 @dataclass(slots=True)
@@ -128,6 +130,7 @@ class ConversationService:
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
                 images=images,
+                options=turn.options,
             )
             collected = _Collected(on_event)
             try:

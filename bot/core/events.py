@@ -18,9 +18,13 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
-    """Reasoning text; never shown as part of the answer."""
+    """The model is reasoning. `summary` text is the model's own summary of its reasoning, fit
+    to show as a status; other text is the raw chain of thought, never shown. Neither is part
+    of the answer or of the history. The text is empty when only the start of reasoning is
+    known (a reasoning item began)."""
 
     text: str
+    summary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from bot.core.errors import (
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
 from bot.core.images import ImageRef, image_parts
+from bot.core.options import AnswerOptions
 from bot.core.response_stream import (
     ResponseStreamParser,
     error_code,
@@ -201,8 +202,10 @@ class ResponsesClient:
         user_key: str,
         conversation_key: str,
         images: Mapping[ImageRef, str | None] | None = None,
+        options: AnswerOptions | None = None,
     ) -> dict[str, Any]:
-        """The JSON body of a stateless streamed request carrying the whole history.
+        """The JSON body of a stateless streamed request carrying the whole history; the answer
+        options' fields (fallbacks, reasoning, web search) come last, only when set.
 
         `images` maps image refs to the data URLs to send (see bot.core.images.resolve_images).
         """
@@ -214,6 +217,7 @@ class ResponsesClient:
             "user": hashed_user(user_key),
             "prompt_cache_key": prompt_cache_key(conversation_key),
             "stream": True,
+            **(options or AnswerOptions()).request_fields(model),
         }
 
     async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:

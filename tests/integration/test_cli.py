@@ -731,3 +731,80 @@ async def test_a_text_only_model_gets_earlier_images_as_placeholders(
         {"type": "input_text", "text": "look"},
         {"type": "input_text", "text": "[image: cat.png]"},
     ]
+
+
+async def test_reasoning_web_and_fallback_flags_reach_the_request(
+    cli: Cli, server: SignallingServer
+) -> None:
+    """--reasoning, --web and --fallback (repeatable) add their fields; without them the
+    settings decide, and by default none is sent."""
+    server.push(answer(["a"], "msg_1"), answer(["b"], "msg_2"), answer(["c"], "msg_3"))
+    flags = ["--reasoning", "High", "--web", "--fallback", "b/one", "--fallback", "b/two"]
+    assert (await cli.run("ask", "Hi", "--model", "p/main", *flags)).returncode == 0
+    body = request_body(server, 0)
+    assert body["reasoning"] == {"effort": "high", "summary": "auto"}
+    assert body["plugins"] == [{"id": "web", "max_results": 5}]
+    assert body["models"] == ["p/main", "b/one", "b/two"]
+    settings_env = {"REASONING_EFFORT": "low", "WEB_SEARCH": "true", "WEB_MAX_RESULTS": "2"}
+    assert (await cli.run("ask", "Hi", "--channel", "s", **settings_env)).returncode == 0
+    body = request_body(server, 1)
+    assert body["reasoning"]["effort"] == "low"
+    assert body["plugins"] == [{"id": "web", "max_results": 2}]
+    await cli.run("ask", "Hi", "--channel", "plain")
+    assert not {"reasoning", "plugins", "models"} & set(request_body(server, 2))
+
+
+async def test_bad_reasoning_flag_is_one_line(cli: Cli, server: SignallingServer) -> None:
+    """An unknown effort or a malformed fallback is refused in one sentence, with no request."""
+    bad_effort = await cli.run("ask", "Hi", "--reasoning", "max")
+    assert bad_effort.returncode == 1
+    assert one_line(bad_effort).startswith("The reasoning effort must be one of")
+    bad_model = await cli.run("ask", "Hi", "--fallback", "not a model")
+    assert one_line(bad_model) == "'not a model' is not a model id like openai/gpt-4o-mini."
+    assert server.requests == []
+
+
+async def test_thinking_and_sources_go_to_stderr_answer_to_stdout(
+    cli: Cli, server: SignallingServer, store: HistoryStore
+) -> None:
+    """The thinking status, summary sentences, sources and the model that answered go to
+    stderr; stdout is exactly the answer; the raw reasoning is printed nowhere or stored."""
+    server.push(
+        answer(
+            ["Monads ", "compose."],
+            "msg_monad",
+            reasoning=["**Recalling monads**", "\n\nThey wrap values. Next I"],
+            raw_reasoning=["RAW THOUGHT"],
+            citations=[("https://a.example/m", "About [monads]"), ("https://b.example/", "")],
+            answered_by="b/fallback",
+        )
+    )
+    done = await cli.run("ask", "Monads?", "--web", "--reasoning", "low", "--channel", "m")
+    assert (done.returncode, done.stdout) == (0, "Monads compose.\n")
+    lines = done.error_lines
+    assert lines[0] == "💭 Thinking…"
+    assert lines[1:3] == ["💭 Recalling monads", "💭 They wrap values."]
+    assert lines[3].startswith("💭 Thought for ")
+    assert lines[4:] == [
+        "Sources:",
+        "1. About [monads] <https://a.example/m>",
+        "2. <https://b.example/>",
+        "Answered by b/fallback",
+    ]
+    assert "RAW" not in done.stdout + done.stderr
+    history = await store.load(ConversationKey.terminal("m"))
+    assert [item.text for item in history] == ["Monads?", "Monads compose."]
+
+
+async def test_budget_spent_reasoning_says_what_to_change(
+    cli: Cli, server: SignallingServer
+) -> None:
+    """Cut off at the output limit while reasoning, with no answer: one line naming the fix."""
+    server.push(answer([], "msg_none", reasoning=["Thinking."], end="incomplete"))
+    done = await cli.run("ask", "Hard one", "--reasoning", "high")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.error_lines[-1] == (
+        "The model spent its whole output budget on reasoning and wrote no answer: "
+        "raise MAX_OUTPUT_TOKENS or lower --reasoning."
+    )
