@@ -14,9 +14,15 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.keys import LAST_ANSWER, META
+from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
+from bot.core.models import ModelCatalog
+from bot.core.pacing import EditPacer
+from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
+from bot.core.turns import TurnRunner
 
 REDIS_TIMEOUT_SECONDS = 5.0
 """How long connecting to Redis, or any one command, may take before it fails."""
@@ -32,6 +38,18 @@ class Core:
 
     service: ConversationService
     store: HistoryStore
+
+
+@dataclass(frozen=True, slots=True)
+class BotServices:
+    """What the Discord bot runs on besides the core: choices, models, pacing and the answers."""
+
+    core: Core
+    prefs: Preferences
+    catalog: ModelCatalog
+    pacer: EditPacer
+    last_answers: LastAnswers
+    turns: TurnRunner
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +88,20 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
         max_items=settings.history_max_messages,
         max_chars=settings.history_max_chars,
         ttl_seconds=settings.history_ttl_seconds,
-        companion_keys=("meta", "last-answer"),
+        companion_keys=(META, LAST_ANSWER),
+    )
+
+
+def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
+    """The per-channel and per-server choices, with the configured defaults."""
+    return Preferences(
+        redis,
+        default_model=settings.default_model,
+        default_system=settings.system_prompt,
+        default_reasoning=settings.reasoning_effort or "auto",
+        default_web="on" if settings.web_search else "off",
+        default_fallbacks=settings.fallback_models or "none",
+        default_footer="on" if settings.usage_footer else "off",
     )
 
 
@@ -93,6 +124,29 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
     )
     store = make_store(settings, redis)
     service = ConversationService(
-        client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
+        client,
+        store,
+        TurnLock(redis),
+        max_output_tokens=settings.max_output_tokens,
+        image_history=settings.image_history,
     )
     return Core(service=service, store=store)
+
+
+def build_bot_services(
+    settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis
+) -> BotServices:
+    """The core plus the services the Discord bot needs, each from its own settings."""
+    core = build_core(settings, session, redis)
+    prefs = make_prefs(settings, redis)
+    pacer = EditPacer(min_interval=settings.edit_interval_seconds)
+    last_answers = LastAnswers(redis)
+    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    return BotServices(
+        core=core,
+        prefs=prefs,
+        catalog=ModelCatalog(session, redis, base_url=settings.openrouter_base_url),
+        pacer=pacer,
+        last_answers=last_answers,
+        turns=turns,
+    )

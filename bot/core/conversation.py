@@ -22,16 +22,34 @@ from bot.core.events import (
     TextDelta,
 )
 from bot.core.history import HistoryStore, turn_items
+from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
 
 
+class NothingToAnswerError(LLMError):
+    """The turn has no input at all (e.g. Regenerate after /reset); no request is sent."""
+
+    default_user_message = "There is no question to answer here; the conversation was reset."
+
+
+class UnexpectedTurnError(LLMError):
+    """A turn failed with an exception nobody expected (a bug, a broken stored value)."""
+
+    default_user_message = "Something went wrong on my side; please try again."
+
+
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """What one turn needs: where, what was said, by whom, and how to answer."""
+    """What one turn needs: where, what was said, by whom, and how to answer.
+
+    `images` fetches the images of this turn's request (the newest `image_history` of its
+    items); without it every image is sent as its text placeholder.
+    """
 
     key: ConversationKey
     new_items: Sequence[HistoryItem]
@@ -40,6 +58,8 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    images: ImageSource | None = None
+    options: AnswerOptions = field(default_factory=AnswerOptions)
 
 
 @dataclass(slots=True)
@@ -75,11 +95,13 @@ class ConversationService:
         lock: TurnLock,
         *,
         max_output_tokens: int,
+        image_history: int = 3,
     ) -> None:
         self.client = client
         self.store = store
         self.lock = lock
         self.max_output_tokens = max_output_tokens
+        self.image_history = image_history
 
     async def run_turn(
         self,
@@ -93,17 +115,30 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            items = [*history, *turn.new_items]
+            if not items:  # the API requires input; there is nothing to ask
+                failed = Failed(NothingToAnswerError("the turn has no input"))
+                on_event(failed)
+                return TurnResult(text="", final=failed)
+            refs = [ref for item in items for ref in item.images]
+            images = await resolve_images(refs, turn.images, limit=self.image_history)
             request = self.client.build_request(
-                [*history, *turn.new_items],
+                items,
                 instructions=turn.instructions,
                 model=turn.model,
                 max_output_tokens=self.max_output_tokens,
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
+                images=images,
+                options=turn.options,
             )
             collected = _Collected(on_event)
             try:
                 await _stream_until_stopped(self.client, request, collected, stop)
+            except Exception as exc:
+                # Shown as a failure, not as "stopped"; the caller logs the traceback.
+                collected(Failed(UnexpectedTurnError(repr(exc))))
+                raise
             finally:
                 result = collected.result()
                 if turn.record:

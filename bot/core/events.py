@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.core.errors import LLMError
+from bot.core.images import ImageRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,9 +18,13 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
-    """Reasoning text; never shown as part of the answer."""
+    """The model is reasoning. `summary` text is the model's own summary of its reasoning, fit
+    to show as a status; other text is the raw chain of thought, never shown. Neither is part
+    of the answer or of the history. The text is empty when only the start of reasoning is
+    known (a reasoning item began)."""
 
     text: str
+    summary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ class HistoryItem:
     (for an answer, the first message that shows it). `author` is the platform user id of a
     user item's sender: it is never sent to the model (the label shows only a hash of it) and
     lets a member's messages be found and forgotten.
+    `images` are the images a user item carried, by reference (see bot.core.images).
     """
 
     role: Role
@@ -102,3 +108,4 @@ class HistoryItem:
     status: ItemStatus = "completed"
     ref: str = ""
     author: str = ""
+    images: tuple[ImageRef, ...] = ()

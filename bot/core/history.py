@@ -3,7 +3,10 @@
 Each item is one JSON string in the list `<tag>:items`, oldest first. Besides the fields of
 `HistoryItem` it holds the schema version `v`, the text length in characters `n` (Lua counts
 bytes, so the limit on characters is read from here) and `start: 1` on the first item of every
-append, so that trimming drops whole exchanges and never splits one.
+append, so that trimming drops whole exchanges and never splits one. A user item with images
+also holds `images`, a list of `{channel, message, attachment, filename, type}` objects; the key
+is absent otherwise, so items without images keep the exact form they always had, and readers
+that predate images still read the item (without its images).
 
 Trimming is done in blocks, for providers' prompt caches: a cache serves only a byte-identical
 prefix of an earlier request, so dropping one old exchange per turn would make every turn past
@@ -40,6 +43,7 @@ from typing import Any, Final, cast
 import redis.asyncio as aioredis
 
 from bot.core.events import HistoryItem, ItemStatus, Role
+from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
 
 log = logging.getLogger(__name__)
@@ -292,9 +296,39 @@ def encode_item(item: HistoryItem, *, starts_turn: bool = False) -> str:
     }
     if item.author:
         record["author"] = _valid_text(item.author)
+    if item.images:
+        record["images"] = [_encode_image(ref) for ref in item.images]
     if starts_turn:
         record["start"] = 1
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode_image(ref: ImageRef) -> dict[str, str]:
+    """The stored form of one image reference."""
+    return {
+        "channel": _valid_text(ref.channel),
+        "message": _valid_text(ref.message),
+        "attachment": _valid_text(ref.attachment),
+        "filename": _valid_text(ref.filename),
+        "type": _valid_text(ref.content_type),
+    }
+
+
+def _decode_images(record: dict[str, Any]) -> tuple[ImageRef, ...]:
+    """The image references of a stored record; none when the field is absent."""
+    stored = record.get("images", [])
+    if not isinstance(stored, list) or not all(isinstance(ref, dict) for ref in stored):
+        raise StoredItemError("field 'images' is not a list of objects")
+    return tuple(
+        ImageRef(
+            channel=_string_field(ref, "channel"),
+            message=_string_field(ref, "message"),
+            attachment=_string_field(ref, "attachment"),
+            filename=_string_field(ref, "filename"),
+            content_type=_string_field(ref, "type"),
+        )
+        for ref in stored
+    )
 
 
 def _string_field(record: dict[str, Any], name: str) -> str:
@@ -328,6 +362,7 @@ def decode_item(raw: bytes | str) -> HistoryItem:
         status=cast(ItemStatus, status),
         ref=_string_field(record, "ref"),
         author=_string_field(record, "author"),
+        images=_decode_images(record),
     )
 
 

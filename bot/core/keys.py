@@ -1,10 +1,19 @@
-"""Redis key names of one conversation, all under one hash tag so they share a Cluster slot."""
+"""Every Redis key name the bot uses: those of one conversation share one hash tag (one Cluster
+slot); a few belong to the whole bot or to one server."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 LOCAL_GUILD = "local"
+META = "meta"
+"""Per-conversation hash of facts about it (e.g. the owner of a /chat thread)."""
+LAST_ANSWER = "last-answer"
+"""Per-conversation record of the messages that show the latest answer (for Regenerate)."""
+PREFS = "prefs"
+"""Per-conversation hash of the channel's choices (model, system prompt)."""
+COMMANDS_SYNC_LOCK = "bot:commands:sync-lock"
+"""Held by the one process that syncs slash commands."""
 MAX_NAME_LENGTH = 100
 _FORBIDDEN_CHARACTERS = frozenset("{}")
 
@@ -51,6 +60,21 @@ class ConversationKey:
         """The cross-process turn lock."""
         return self.sub("lock")
 
+    @property
+    def meta(self) -> str:
+        """Facts about the conversation, such as who started its thread."""
+        return self.sub(META)
+
+    @property
+    def last_answer(self) -> str:
+        """Which messages show the latest answer."""
+        return self.sub(LAST_ANSWER)
+
+    @property
+    def prefs(self) -> str:
+        """The channel's own choices."""
+        return self.sub(PREFS)
+
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
         return f"{self.tag}:{name}"
@@ -60,7 +84,7 @@ class ConversationKey:
         return f"g:{self.guild}:c:{self.channel}"
 
 
-CONVERSATION_DATA: tuple[str, ...] = ("items", "prefs", "meta", "last-answer", "settings")
+CONVERSATION_DATA: tuple[str, ...] = ("items", PREFS, META, LAST_ANSWER, "settings")
 """Every per-conversation key that holds data (`ConversationKey.sub(name)`); deleting a server's
 data deletes these. A new per-conversation key that holds data belongs here."""
 
@@ -84,7 +108,7 @@ class ServerKey:
     @property
     def prefs(self) -> str:
         """The hash of the server's choices (model, system prompt)."""
-        return f"{self.tag}:prefs"
+        return f"{self.tag}:{PREFS}"
 
     @property
     def limits(self) -> str:
@@ -117,3 +141,18 @@ class ServerKey:
     def conversation(self, channel: str) -> ConversationKey:
         """The conversation of one of the server's channels or threads."""
         return ConversationKey(self.guild, channel)
+
+
+def commands_hash(scope: str) -> str:
+    """The digest of the slash commands last synced to a scope ("global" or a server id)."""
+    return f"bot:commands:hash:{scope}"
+
+
+def handled_message(message_id: int | str) -> str:
+    """The claim that one process answers a Discord message (each is handled once)."""
+    return f"bot:handled:{message_id}"
+
+
+def server_prefs(guild: str) -> str:
+    """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
+    return ServerKey(guild).prefs

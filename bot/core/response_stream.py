@@ -129,11 +129,13 @@ class ResponseStreamParser:
         self._open_items: set[str] = set()
         self._done_items: set[str] = set()
         self._cited: set[str] = set()
+        self._summarised = False
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[StreamEvent]]] = {
             "response.output_text.delta": self._on_text_delta,
             "response.content_part.delta": self._on_text_delta,
             "response.reasoning_text.delta": self._on_reasoning_delta,
-            "response.reasoning_summary_text.delta": self._on_reasoning_delta,
+            "response.reasoning_summary_text.delta": self._on_summary_delta,
+            "response.reasoning_summary_part.added": self._on_summary_part,
             "response.output_text.annotation.added": self._on_annotation,
             "response.output_item.added": self._on_item_added,
             "response.output_item.done": self._on_item_done,
@@ -187,9 +189,21 @@ class ResponseStreamParser:
         return [TextDelta(text)] if text else []
 
     def _on_reasoning_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
-        """Reasoning text, never part of the answer."""
+        """Raw reasoning text, never shown and never part of the answer."""
         text = _delta_text(payload)
         return [ReasoningDelta(text)] if text else []
+
+    def _on_summary_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """Reasoning summary text, shown as a status while the model thinks."""
+        text = _delta_text(payload)
+        if not text:
+            return []
+        self._summarised = True
+        return [ReasoningDelta(text, summary=True)]
+
+    def _on_summary_part(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """A new summary paragraph begins: separated from the one before it."""
+        return [ReasoningDelta("\n\n", summary=True)] if self._summarised else []
 
     def _on_annotation(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """A url_citation annotation becomes a Citation."""
@@ -237,10 +251,12 @@ class ResponseStreamParser:
             self.message_id = _text(item.get("id"))
 
     def _on_item_added(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
-        """An output item (message, reasoning, tool call, ...) began."""
+        """An output item (message, reasoning, tool call, ...) began; a reasoning item says
+        that the model thinks, even before (or without) any reasoning text."""
         self._open_items.add(self._item_key(payload))
         self._note_message(payload)
-        return []
+        is_reasoning = _mapping(payload.get("item")).get("type") == "reasoning"
+        return [ReasoningDelta("")] if is_reasoning else []
 
     def _on_item_done(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """An output item finished."""

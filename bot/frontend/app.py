@@ -14,7 +14,7 @@ import yarl
 
 from bot.config import Settings, require
 from bot.frontend.client import AssistantBot, Dependencies
-from bot.wiring import build_core, open_redis
+from bot.wiring import build_bot_services, open_redis
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ async def run_bot(settings: Settings) -> int:
         aiohttp.ClientSession() as session,
         open_redis(settings) as redis,
     ):
-        core = build_core(settings, session, redis)
-        deps = Dependencies(settings=settings, redis=redis, session=session, core=core)
+        services = build_bot_services(settings, session, redis)
+        deps = Dependencies(settings=settings, redis=redis, session=session, services=services)
         async with AssistantBot(deps) as bot:
             _stop_on_signals(bot)
             try:

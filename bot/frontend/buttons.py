@@ -1,23 +1,48 @@
 """Stop and Regenerate buttons. Their state lives in the custom_id (dynamic items), so they keep
-working after a restart."""
+working after a restart. What a press does comes from the client's `button_actions` (a small
+protocol), so the buttons know nothing else of the bot."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
 import discord
+from discord.ext import commands
 
 from bot.core.keys import ConversationKey
-
-if TYPE_CHECKING:
-    from bot.frontend.client import AssistantBot
+from bot.core.turns import Running
 
 log = logging.getLogger(__name__)
 
-LAST_ANSWER_TTL = 7 * 24 * 3600
+NOTHING_TO_REGENERATE = (
+    "There is no answer here to regenerate: the conversation was reset or has expired."
+)
+
+
+class ButtonActions(Protocol):
+    """What the buttons ask of the bot."""
+
+    def running(self, key: ConversationKey) -> Running | None:
+        """The answer streaming in a conversation, if any."""
+
+    async def latest_answer(self, key: ConversationKey) -> list[str] | None:
+        """The message ids of the conversation's latest answer, if known."""
+
+    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
+        """Queue answering the last question again into these messages; False when busy."""
+
+
+class ButtonHost(Protocol):
+    """A client that carries the buttons' actions."""
+
+    button_actions: ButtonActions
+
+
+def _actions(interaction: discord.Interaction[Any]) -> ButtonActions:
+    """The actions of the client that received the press."""
+    return cast(ButtonHost, interaction.client).button_actions
 
 
 def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
@@ -64,9 +89,8 @@ class StopButton(
                 "Only the person who asked (or a moderator) can stop this answer.", ephemeral=True
             )
             return
-        bot: AssistantBot = interaction.client
         key = _key_of(interaction, self.channel_id)
-        running = bot.turns.running(key) if key else None
+        running = _actions(interaction).running(key) if key else None
         if running is None:
             await interaction.response.send_message(
                 "That answer has already finished.", ephemeral=True
@@ -109,17 +133,20 @@ class RegenerateButton(
                 ephemeral=True,
             )
             return
-        bot: AssistantBot = interaction.client
+        actions = _actions(interaction)
         key = _key_of(interaction, self.channel_id)
         message = interaction.message
-        last = await last_answer(bot, key) if key else None
+        last = await actions.latest_answer(key) if key else None
+        if key is not None and message is not None and last is None:
+            await interaction.response.send_message(NOTHING_TO_REGENERATE, ephemeral=True)
+            return
         if key is None or message is None or last is None or str(message.id) not in last:
             await interaction.response.send_message(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
             return
         await interaction.response.defer()
-        if not bot.turns.submit(key, lambda: bot.turns.regenerate(key, self.asker_id, last)):
+        if not actions.regenerate(key, self.asker_id, last):
             await interaction.followup.send(
                 "I'm busy in this channel; try again in a moment.", ephemeral=True
             )
@@ -136,22 +163,6 @@ def answer_view(key: ConversationKey, asker_id: int, *, streaming: bool) -> disc
     return view
 
 
-async def remember_last_answer(
-    bot: AssistantBot, key: ConversationKey, message_ids: list[str]
-) -> None:
-    """Record which messages show the conversation's latest answer (for Regenerate)."""
-    await bot.deps.redis.set(key.sub("last-answer"), json.dumps(message_ids), ex=LAST_ANSWER_TTL)
-
-
-async def last_answer(bot: AssistantBot, key: ConversationKey) -> list[str] | None:
-    """The message ids of the conversation's latest answer, if known."""
-    raw = await bot.deps.redis.get(key.sub("last-answer"))
-    if raw is None:
-        return None
-    ids = json.loads(raw)
-    return [str(i) for i in ids] if isinstance(ids, list) else None
-
-
-async def setup(bot: AssistantBot) -> None:
+async def setup(bot: commands.Bot) -> None:
     """Register the buttons so presses are handled even after a restart."""
     bot.add_dynamic_items(StopButton, RegenerateButton)

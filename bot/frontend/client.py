@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -15,19 +14,14 @@ import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.core.models import ModelCatalog
-from bot.core.pacing import EditPacer
-from bot.core.prefs import Preferences
-from bot.frontend.turns import TurnRunner
-
-if TYPE_CHECKING:
-    from bot.wiring import Core
+from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
+from bot.frontend.answers import AnswerButtons
+from bot.frontend.buttons import ButtonActions
+from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.slash", "bot.frontend.buttons")
-SYNC_HASH_KEY = "bot:commands:hash:{scope}"
-SYNC_LOCK_KEY = "bot:commands:sync-lock"
+EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.commands", "bot.frontend.buttons")
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
@@ -49,7 +43,7 @@ class Dependencies:
     settings: Settings
     redis: aioredis.Redis
     session: aiohttp.ClientSession
-    core: Core
+    services: BotServices
 
 
 def make_intents() -> discord.Intents:
@@ -78,18 +72,20 @@ class AssistantBot(commands.Bot):
             max_ratelimit_timeout=30.0,
             max_messages=None,  # nothing reads the message cache: replies carry their target
         )
+        services = deps.services
         self.deps = deps
         self.settings = deps.settings
-        self.prefs = Preferences(
-            deps.redis,
-            default_model=deps.settings.default_model,
-            default_system=deps.settings.system_prompt,
+        self.core = services.core
+        self.prefs = services.prefs
+        self.catalog = services.catalog
+        self.pacer = services.pacer
+        self.last_answers = services.last_answers
+        self.turns = services.turns
+        self.answer_buttons = AnswerButtons(
+            services.turns, services.last_answers, services.pacer, self.get_channel
         )
-        self.catalog = ModelCatalog(
-            deps.session, deps.redis, base_url=deps.settings.openrouter_base_url
-        )
-        self.pacer = EditPacer(min_interval=deps.settings.edit_interval_seconds)
-        self.turns = TurnRunner(self)
+        # What Stop and Regenerate presses call (see buttons.ButtonHost).
+        self.button_actions: ButtonActions = self.answer_buttons
         self._ready_once = False
         # Said in the "Logged in" line, so a start-up that fails later prints only its error.
         self.sync_outcome = "slash commands not synced"
@@ -113,12 +109,12 @@ class AssistantBot(commands.Bot):
         payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         redis = self.deps.redis
-        key = SYNC_HASH_KEY.format(scope=scope)
+        key = commands_hash(scope)
         if await redis.get(key) == digest.encode():
             self.sync_outcome = f"slash commands unchanged ({scope})"
             log.debug("Slash commands unchanged; not syncing.")
             return
-        if not await redis.set(SYNC_LOCK_KEY, "1", nx=True, ex=60):
+        if not await redis.set(COMMANDS_SYNC_LOCK, "1", nx=True, ex=60):
             self.sync_outcome = "slash commands synced by another process"
             log.debug("Another process is syncing slash commands.")
             return
@@ -128,7 +124,7 @@ class AssistantBot(commands.Bot):
             self.sync_outcome = f"synced {len(synced)} slash commands ({scope})"
             log.debug("Synced %d slash commands (%s).", len(synced), scope)
         finally:
-            await redis.delete(SYNC_LOCK_KEY)
+            await redis.delete(COMMANDS_SYNC_LOCK)
 
     async def on_ready(self) -> None:
         """Log who we are and the invite URL, once per process."""

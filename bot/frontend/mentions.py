@@ -12,6 +12,7 @@ import discord
 from discord.ext import commands
 from redis.exceptions import RedisError
 
+from bot.core.keys import handled_message
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
 from bot.frontend.help import HELP_TEXT
@@ -74,7 +75,7 @@ class SharedAssistant(commands.Cog):
         With Redis unreachable every process answers; the answer then says the store is down."""
         try:
             claimed = await self.bot.deps.redis.set(
-                f"bot:handled:{message.id}", "1", nx=True, ex=DEDUPE_TTL
+                handled_message(message.id), "1", nx=True, ex=DEDUPE_TTL
             )
         except RedisError as exc:
             log.warning("Could not claim message %s: %s", message.id, exc)
@@ -147,11 +148,18 @@ class SharedAssistant(commands.Cog):
             mention_author=settings.reply_mentions_author,
             first_view=answer_view(key, message.author.id, streaming=True),
         )
-        answer = await self.bot.turns.answer(key, items, asker_id=message.author.id, sink=sink)
-        await self.bot.turns.finish_buttons(key, message.author.id, sink, answer)
+        await self.bot.turns.run(
+            key,
+            items,
+            asker_id=message.author.id,
+            sink=sink,
+            finish=self.bot.answer_buttons.finisher(sink),
+        )
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
-        """A short reply that never fails loudly (the channel may be read-only for us)."""
+        """A short reply that never fails loudly (the channel may be read-only for us); it takes
+        its slot in the channel's bucket like every other message the bot sends there."""
+        await self.bot.pacer.acquire(f"channel:{message.channel.id}", urgent=True)
         try:
             await message.channel.send(
                 text,

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.frontend.buttons import NOTHING_TO_REGENERATE
 from bot.frontend.sinks import PRIVATE_CUT_NOTICE
 from tests.e2e.discord_emulator.interactions import InteractionRecord
 from tests.e2e.discord_emulator.model import Channel, Message
@@ -263,6 +264,33 @@ async def test_system_prompt_set_only_with_manage_server(stack: BotStack) -> Non
     assert request.body["instructions"].startswith(pirate)
 
 
+async def test_a_system_prompt_longer_than_a_message_is_shown_as_a_file(stack: BotStack) -> None:
+    """A 3,000-character prompt: /system shows it as system-prompt.txt, /settings still works."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    prompt = ("Answer in rhyme. " * 200)[:3000].strip()
+    await answered(
+        stack,
+        await emu.inject_interaction(
+            "system", {"prompt": prompt}, user="admin", channel_id=channel.id
+        ),
+    )
+    shown = await answered(
+        stack, await emu.inject_interaction("system", user="bob", channel_id=channel.id)
+    )
+    assert shown.ephemeral
+    assert "as a file" in reply_text(shown)
+    assert shown.original_message_id is not None
+    [attachment] = emu.message(shown.original_message_id).attachments
+    assert attachment["filename"] == "system-prompt.txt"
+    assert attachment["size"] == len(prompt.encode())
+    settings = await answered(
+        stack, await emu.inject_interaction("settings", user="bob", channel_id=channel.id)
+    )
+    assert "Answer in rhyme." in reply_text(settings)
+    assert len(reply_text(settings)) <= 2000
+
+
 async def test_stop_button_keeps_the_text_so_far(stack: BotStack) -> None:
     """Stop ends a streaming answer; the text already shown stays and Regenerate appears."""
     channel = stack.fresh_channel()
@@ -518,3 +546,22 @@ async def test_private_ask_ends_when_discord_rejects_the_token(stack: BotStack) 
     assert stack.emu.message(record.original_message_id).content.startswith("Once upon a time.")
     [line] = rejection_log_lines(stack, channel)
     assert "the private answer ends here" in line
+
+
+async def test_regenerate_after_reset_says_there_is_nothing_to_redo(stack: BotStack) -> None:
+    """After /reset, Regenerate on the old answer says so in one private sentence; no request."""
+    channel = stack.fresh_channel()
+    stack.script(answer(["Before the reset."]))
+    await mention_and_wait(stack, channel, "remember this", count=1)
+    [message] = stack.emu.bot_messages(channel.id)
+    await answered(
+        stack, await stack.emu.inject_interaction("reset", user="mod", channel_id=channel.id)
+    )
+    pressed = await answered(
+        stack,
+        await stack.emu.inject_component(message.id, button_id(message, "regen"), "alice"),
+    )
+    assert pressed.ephemeral
+    assert reply_text(pressed) == NOTHING_TO_REGENERATE
+    assert len(stack.requests()) == 1
+    assert stack.emu.message(message.id).content == "Before the reset."

@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core.events import HistoryItem
-from bot.core.history import HistoryStore, decode_item, encode_item, turn_items
+from bot.core.history import (
+    HistoryStore,
+    StoredItemError,
+    decode_item,
+    encode_item,
+    turn_items,
+)
+from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
 
 KEY = ConversationKey("123", "456")
@@ -349,6 +356,67 @@ def test_encoding_has_version_and_character_count() -> None:
     record = json.loads(encode_item(user("🙂🙂"), starts_turn=True))
     assert (record["v"], record["n"], record["start"]) == (1, 2, 1)
     assert decode_item(encode_item(user("🙂🙂"))) == user("🙂🙂")
+
+
+CAT = ImageRef("456", "789", "1011", "cat.png", "image/png")
+LOCAL = ImageRef("", "ab" * 32, "/home/zoë/dog 1.webp", "dog 1.webp", "image/webp")
+
+
+async def test_image_refs_round_trip(redis_client: aioredis.Redis) -> None:
+    """A user item's image refs come back in order with every field, unicode paths included."""
+    store = store_for(redis_client)
+    items = [
+        HistoryItem(role="user", text="what is this?", speaker="Ann", ref="789", images=(CAT,)),
+        answer("a cat"),
+        HistoryItem(role="user", text="", images=(LOCAL, CAT)),
+    ]
+    await store.append(KEY, items)
+    assert await store.load(KEY) == items
+
+
+def test_an_item_without_images_keeps_its_exact_stored_form() -> None:
+    """No `images` key is written for an item without images: the bytes are as before."""
+    assert encode_item(user("hi", "Ann"), starts_turn=True) == (
+        '{"v":1,"role":"user","text":"hi","speaker":"Ann","id":"","status":"completed",'
+        '"ref":"","n":2,"start":1}'
+    )
+    record = json.loads(encode_item(HistoryItem(role="user", text="x", images=(CAT,))))
+    assert record["images"] == [
+        {
+            "channel": "456",
+            "message": "789",
+            "attachment": "1011",
+            "filename": "cat.png",
+            "type": "image/png",
+        }
+    ]
+
+
+async def test_items_stored_before_images_still_load(redis_client: aioredis.Redis) -> None:
+    """Items written in the older form (no images key) load with no images."""
+    store = store_for(redis_client)
+    old = [
+        '{"v":1,"role":"user","text":"q","speaker":"Ann","id":"","status":"completed",'
+        '"ref":"5","n":1,"start":1}',
+        '{"v":1,"role":"assistant","text":"a","speaker":"","id":"msg_1",'
+        '"status":"completed","ref":"","n":1}',
+    ]
+    await redis_client.rpush(KEY.items, *old)
+    assert await store.load(KEY) == [
+        HistoryItem(role="user", text="q", speaker="Ann", ref="5"),
+        HistoryItem(role="assistant", text="a", item_id="msg_1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "images",
+    [{"channel": "1"}, [1], [{"channel": 1, "message": "2"}], "cat.png"],
+)
+def test_a_malformed_images_field_is_a_bad_item(images: object) -> None:
+    """An images field that is not a list of objects of strings is refused like any bad field."""
+    raw = json.dumps({"v": 1, "role": "user", "text": "q", "images": images})
+    with pytest.raises(StoredItemError, match=r"images|channel"):
+        decode_item(raw)
 
 
 def _fits(batches: list[list[str]], max_items: int, max_chars: int) -> bool:

@@ -20,6 +20,7 @@ from bot.core.conversation import ConversationService, TurnRequest, TurnResult
 from bot.core.events import Completed, HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from tests.support.fake_responses import (
@@ -66,6 +67,7 @@ async def turn(
     model: str = "test/model",
     instructions: str = "Be brief.",
     stream: SseStream | None = None,
+    options: AnswerOptions | None = None,
 ) -> TurnResult:
     """Turn `n`: Ann asks question n and the server answers with message id msg_tmp_<n>."""
     server.push(stream or SseStream([sse_stream([f"Answer {n}", "."], message_id=f"msg_tmp_{n}")]))
@@ -75,6 +77,7 @@ async def turn(
         user_key="test:ann",
         model=model,
         instructions=instructions,
+        options=options or AnswerOptions(),
     )
     return await service.run_turn(request, lambda _event: None)
 
@@ -127,6 +130,33 @@ async def test_a_settings_change_breaks_once_then_requests_extend_again(
             await turn(service, server, n, model="test/other", instructions="Be kind.")
     pattern = extension_pattern(bodies(server))
     assert pattern == [True, True, False, True, True, False, True, True]
+
+
+async def test_requests_extend_with_reasoning_web_and_fallbacks_on(
+    server: FakeResponsesServer, redis_server: RedisServer
+) -> None:
+    """With reasoning, web search and fallbacks on (answers that reason, cite sources and come
+    from a fallback), every request extends the one before; turning an option off breaks one."""
+    options = AnswerOptions(
+        reasoning_effort="high", web=True, web_max_results=5, fallback_models=("b/one", "b/two")
+    )
+    async with running_bot(server, redis_server.url) as service:
+        for n in range(6):
+            rich = sse_stream(
+                [f"Answer {n}", "."],
+                message_id=f"msg_tmp_{n}",
+                reasoning=[f"Thinking about {n}."],
+                raw_reasoning=["hidden"],
+                citations=[(f"https://example.com/{n}", f"Page {n}")],
+                answered_by="b/one",
+            )
+            await turn(service, server, n, stream=SseStream([rich]), options=options)
+        await turn(service, server, 6, options=AnswerOptions(reasoning_effort="high"))
+    sent = bodies(server)
+    assert extension_pattern(sent) == [True, True, True, True, True, False]
+    assert b'"plugins"' in sent[0]
+    assert b"hidden" not in b"".join(sent)
+    assert b"Thinking about" not in b"".join(sent)
 
 
 async def test_requests_extend_across_a_restart(

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from bot.frontend.commands.conversation import thread_name
 from bot.frontend.messages import name_mentions, speaker_name
-from bot.frontend.slash import thread_name
 
 
 @dataclass

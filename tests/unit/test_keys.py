@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.core import keys
 from bot.core.keys import ConversationKey, ServerKey
 
 
@@ -79,3 +80,15 @@ def test_bad_server_name_is_refused() -> None:
     """A server name that would break the hash tag is a ValueError."""
     with pytest.raises(ValueError, match="guild name must"):
         ServerKey("a}b")
+
+
+def test_every_key_name_of_the_bot_comes_from_keys() -> None:
+    """Per-conversation subkeys share the tag; the bot-wide and server keys are spelled once."""
+    key = ConversationKey("123", "456")
+    assert key.last_answer == "{g:123:c:456}:last-answer"
+    assert key.meta == "{g:123:c:456}:meta"
+    assert key.prefs == "{g:123:c:456}:prefs"
+    assert keys.server_prefs("123") == "{g:123}:prefs"
+    assert keys.commands_hash("global") == "bot:commands:hash:global"
+    assert keys.COMMANDS_SYNC_LOCK == "bot:commands:sync-lock"
+    assert keys.handled_message(789) == "bot:handled:789"

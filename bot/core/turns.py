@@ -1,5 +1,6 @@
-"""Running answers in Discord: a queue per conversation, the renderer and the model stream side
-by side, and a registry of what is streaming so Stop can find it."""
+"""Running answers: a queue per conversation, the renderer and the model stream side by side, a
+registry of what is streaming so Stop can find it, and the latest answer remembered for
+Regenerate. Discord-free: the front-end gives a sink and, for answers with buttons, a finisher."""
 
 from __future__ import annotations
 
@@ -9,33 +10,28 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import discord
 from redis.exceptions import RedisError
 
-from bot.core.conversation import TurnRequest, TurnResult
-from bot.core.errors import StorageError
-from bot.core.events import Failed, HistoryItem
-from bot.core.keys import ConversationKey
-from bot.core.renderer import (
-    MessageGone,
-    MessageSink,
-    RenderResult,
-    ReplyRenderer,
-    SentMessage,
-    SinkError,
+from bot.core.conversation import (
+    ConversationService,
+    TurnRequest,
+    TurnResult,
+    UnexpectedTurnError,
 )
+from bot.core.errors import StorageError
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.keys import ConversationKey
+from bot.core.last_answers import LastAnswers
+from bot.core.pacing import EditPacer
+from bot.core.prefs import Preferences
+from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
 from bot.core.turnlock import TurnLockTimeout
-from bot.frontend.buttons import answer_view, last_answer, remember_last_answer
-from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
-
-if TYPE_CHECKING:
-    from bot.frontend.client import AssistantBot
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -53,13 +49,49 @@ class Answer:
 
     turn: TurnResult
     render: RenderResult
+    crashed: bool = False
+    """It failed with an unexpected exception (logged): no Regenerate, only its notice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """An answer whose buttons are to be finished, and the answer it follows as the latest."""
+
+    key: ConversationKey
+    asker_id: int
+    answer: Answer
+    previous: list[str] | None = None
+
+    @property
+    def shown(self) -> list[SentMessage]:
+        """The messages that show the answer; empty when it never showed or its reply is gone."""
+        render = self.answer.render
+        return [] if render.gone else render.messages
+
+
+Finish = Callable[[Finished], Awaitable[None]]
+"""Puts the final buttons on an answer (a front-end's business: the core knows no buttons)."""
 
 
 class TurnRunner:
     """Queues turns per conversation (FIFO, bounded) and runs each with a live renderer."""
 
-    def __init__(self, bot: AssistantBot) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        service: ConversationService,
+        prefs: Preferences,
+        pacer: EditPacer,
+        last_answers: LastAnswers,
+        *,
+        queue_depth: int,
+        user_prefix: str = "discord",
+    ) -> None:
+        self._service = service
+        self._prefs = prefs
+        self._pacer = pacer
+        self._last_answers = last_answers
+        self._queue_depth = queue_depth
+        self._user_prefix = user_prefix
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -67,7 +99,7 @@ class TurnRunner:
     def submit(self, key: ConversationKey, job: Job) -> bool:
         """Queue a job for a conversation; False when QUEUE_DEPTH jobs already wait."""
         queue = self._queues.setdefault(key, deque())
-        if len(queue) >= self.bot.settings.queue_depth + 1:
+        if len(queue) >= self._queue_depth + 1:
             return False
         queue.append(job)
         if key not in self._workers:
@@ -99,34 +131,67 @@ class TurnRunner:
         """The answer streaming in a conversation, if any."""
         return self._running.get(key)
 
-    async def answer(
+    async def run(
         self,
         key: ConversationKey,
         new_items: Sequence[HistoryItem],
         *,
         asker_id: int,
         sink: MessageSink,
+        finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+    ) -> Answer:
+        """Stream one answer into the sink, store the turn, then finish its buttons (if any).
+
+        Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
+        press of its Regenerate finds it already the latest."""
+        answer = await self._answer(
+            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
+        )
+        if finish is not None:
+            previous = None if answer.crashed else await self._remember(key, answer.render)
+            await finish(Finished(key, asker_id, answer, previous))
+        return answer
+
+    async def _answer(
+        self,
+        key: ConversationKey,
+        new_items: Sequence[HistoryItem],
+        *,
+        asker_id: int,
+        sink: MessageSink,
+        record: bool,
+        existing: Sequence[SentMessage],
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
         If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
         one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
-        renderer = ReplyRenderer(sink, self.bot.pacer, on_gone=running.stop.set, existing=existing)
+        renderer = ReplyRenderer(sink, self._pacer, on_gone=running.stop.set, existing=existing)
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
+        feed = _FinalSeen(renderer.feed)
+        crashed = False
         try:
             result = await self._run_turn(
                 key,
                 new_items=new_items,
                 asker_id=asker_id,
                 running=running,
-                renderer=renderer,
+                feed=feed,
                 record=record,
                 regenerate=bool(existing),
             )
+        except Exception:
+            # Never silent: the reply ends with a notice (and loses Stop), the log has why.
+            log.exception("An answer in %s failed unexpectedly", key)
+            crashed = True
+            failed = Failed(UnexpectedTurnError())
+            if not feed.final_seen:
+                feed(failed)
+            result = TurnResult(text="", final=failed)
         except BaseException:
             render_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -135,7 +200,7 @@ class TurnRunner:
         finally:
             self._running.pop(key, None)
         _log_usage(key, result)
-        return Answer(turn=result, render=await render_task)
+        return Answer(turn=result, render=await render_task, crashed=crashed)
 
     async def _run_turn(
         self,
@@ -144,97 +209,61 @@ class TurnRunner:
         new_items: Sequence[HistoryItem],
         asker_id: int,
         running: Running,
-        renderer: ReplyRenderer,
+        feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
-            prefs = await self.bot.prefs.effective(key)
+            prefs = await self._prefs.effective(key)
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
-                user_key=f"discord:{asker_id}",
+                user_key=f"{self._user_prefix}:{asker_id}",
                 model=prefs["model"].value,
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
             )
-            return await self.bot.deps.core.service.run_turn(turn, renderer.feed, stop=running.stop)
+            return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
             log.warning("Conversation store failed in %s: %s", key, exc)
             failed = Failed(StorageError(str(exc)))
-            renderer.feed(failed)
+            feed(failed)
             return TurnResult(text="", final=failed)
 
-    async def finish_buttons(
-        self, key: ConversationKey, asker_id: int, sink: ViewSink, answer: Answer
-    ) -> None:
-        """Swap Stop for Regenerate once an answer is done, and remember it as the latest."""
-        messages = answer.render.messages
-        if answer.render.gone or not messages:
-            return
-        ids = [m.id for m in messages]
-        # Remember it before Regenerate shows, so a quick press finds it already the latest.
+    async def _remember(self, key: ConversationKey, render: RenderResult) -> list[str] | None:
+        """Record the answer's messages as the latest; the ones it follows, if any."""
+        if render.gone or not render.messages:
+            return None
         try:
-            previous = await last_answer(self.bot, key)
-            await remember_last_answer(self.bot, key, ids)
+            previous = await self._last_answers.get(key)
+            await self._last_answers.remember(key, [m.id for m in render.messages])
         except RedisError as exc:
             log.warning("Could not remember the latest answer in %s: %s", key, exc)
-            previous = None
-        first, last = messages[0], messages[-1]
-        pacer = self.bot.pacer
-        try:
-            if first.id != last.id:
-                await pacer.acquire(first.bucket, urgent=True)
-                await sink.set_view(first, None)
-            await pacer.acquire(last.bucket, urgent=True)
-            await sink.set_view(last, answer_view(key, asker_id, streaming=False))
-        except (MessageGone, SinkError) as exc:
-            log.info("Could not update the buttons of an answer in %s: %s", key, exc)
-            return
-        if previous and previous[-1] not in ids:
-            await self._drop_regenerate(key, previous[-1])
+            return None
+        return previous
 
-    async def _drop_regenerate(self, key: ConversationKey, message_id: str) -> None:
-        """Take Regenerate off the answer that is no longer the latest (best effort)."""
-        channel = self.bot.get_channel(int(key.channel))
-        if not isinstance(channel, discord.TextChannel | discord.Thread):
-            return
-        try:
-            await self.bot.pacer.acquire(f"channel:{channel.id}")
-            await channel.get_partial_message(int(message_id)).edit(
-                view=None, allowed_mentions=NO_PINGS
-            )
-        except discord.HTTPException as exc:
-            log.info("Could not take Regenerate off message %s: %s", message_id, exc)
-
-    async def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> None:
-        """Answer the conversation's last question again, into the same messages."""
-        channel = self.bot.get_channel(int(key.channel))
-        if not isinstance(channel, discord.TextChannel | discord.Thread):
-            log.info("Cannot regenerate in %s: channel not found", key)
-            return
-        sink = ChannelSink(channel, channel.id)
-        for message_id in message_ids:
-            sink.messages[message_id] = channel.get_partial_message(int(message_id))
-        existing = [SentMessage(id=i, bucket=sink.send_bucket) for i in message_ids]
-        answer = await self.answer(key, [], asker_id=asker_id, sink=sink, existing=existing)
-        for extra in answer.render.unused:
-            try:
-                await self.bot.pacer.acquire(extra.bucket, urgent=True)
-                await channel.get_partial_message(int(extra.id)).delete()
-            except discord.HTTPException as exc:
-                log.info("Could not delete a leftover message %s: %s", extra.id, exc)
-        await self.finish_buttons(key, asker_id, sink, answer)
-
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop every streaming answer; their text so far is kept."""
         for running in list(self._running.values()):
             running.stop.set()
         workers = list(self._workers.values())
         if workers:
-            await asyncio.wait(workers, timeout=10)
+            await asyncio.wait(workers, timeout=grace_seconds)
+
+
+class _FinalSeen:
+    """Passes events to the renderer and notes whether a final event went by."""
+
+    def __init__(self, feed: Callable[[StreamEvent], None]) -> None:
+        self._feed = feed
+        self.final_seen = False
+
+    def __call__(self, event: StreamEvent) -> None:
+        if isinstance(event, Completed | Incomplete | Failed):
+            self.final_seen = True
+        self._feed(event)
 
 
 def _log_usage(key: ConversationKey, result: TurnResult) -> None:

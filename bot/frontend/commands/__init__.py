@@ -1,0 +1,18 @@
+"""Slash commands by feature: conversation commands (/ask /chat /reset /stop /help) and settings
+commands (/model /system /settings)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.frontend.commands.conversation import ConversationCommands
+from bot.frontend.commands.settings import SettingsCommands
+
+if TYPE_CHECKING:
+    from bot.frontend.client import AssistantBot
+
+
+async def setup(bot: AssistantBot) -> None:
+    """Load the slash commands."""
+    await bot.add_cog(ConversationCommands(bot))
+    await bot.add_cog(SettingsCommands(bot))

@@ -1,0 +1,167 @@
+"""Conversation commands: /ask, /chat, /reset, /stop and /help."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.core.events import HistoryItem
+from bot.frontend import messages as m
+from bot.frontend.buttons import answer_view, may_control
+from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
+from bot.frontend.help import HELP_TEXT
+from bot.frontend.sinks import ChannelSink, InteractionSink
+
+if TYPE_CHECKING:
+    from bot.frontend.client import AssistantBot
+
+log = logging.getLogger(__name__)
+
+
+def thread_name(prompt: str) -> str:
+    """A thread title from the prompt: one line, 1 to 100 characters."""
+    line = " ".join(prompt.split())
+    return (line[:97] + "…") if len(line) > 100 else (line or "Conversation")
+
+
+class ConversationCommands(CommandCog):
+    """Asking, threads, forgetting and stopping."""
+
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+
+    async def _refuse_input(self, interaction: Interaction, prompt: str) -> bool:
+        """Refuse an empty or over-long prompt before deferring (no I/O needed to tell)."""
+        limit = self.bot.settings.max_input_chars
+        if not prompt.strip():
+            message = "Please write a question."
+        elif len(prompt) > limit:
+            message = f"That is {len(prompt):,} characters; I can take {limit:,}."
+        else:
+            return False
+        await interaction.response.send_message(message, ephemeral=True)
+        return True
+
+    def _question(self, interaction: Interaction, prompt: str, ref: str) -> HistoryItem:
+        """The prompt as a history item, its mentions named as the model should read them."""
+        me = self.bot.user
+        assert me is not None
+        return HistoryItem(
+            role="user",
+            text=m.readable_prompt(prompt, interaction.guild, me),
+            speaker=m.speaker_name(interaction.user),
+            ref=ref,
+        )
+
+    @app_commands.command(
+        name="ask", description="Ask the assistant; the channel's conversation is used"
+    )
+    @app_commands.describe(
+        prompt="Your question", private="Only you see the answer, and it is not kept"
+    )
+    async def ask(self, interaction: Interaction, prompt: str, private: bool = False) -> None:
+        """Answer in the channel (or privately) with the channel's history."""
+        if await self._refuse_input(interaction, prompt):
+            return
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        await interaction.response.defer(thinking=True, ephemeral=private)
+        asker = interaction.user.id
+        item = self._question(interaction, prompt, str(interaction.id))
+        view = None if private else answer_view(key, asker, streaming=True)
+        sink = InteractionSink(interaction, private=private, first_view=view)
+        turns = self.bot.turns
+        finish = None if private else self.bot.answer_buttons.finisher(sink)
+
+        async def job() -> None:
+            await turns.run(
+                key, [item], asker_id=asker, sink=sink, finish=finish, record=not private
+            )
+
+        if not turns.submit(key, job):
+            await interaction.edit_original_response(content=BUSY)
+
+    @app_commands.command(name="chat", description="Start a thread conversation with the assistant")
+    @app_commands.describe(prompt="What to talk about")
+    async def chat(self, interaction: Interaction, prompt: str) -> None:
+        """Open a thread named from the prompt and answer in it; later messages continue it."""
+        if await self._refuse_input(interaction, prompt):
+            return
+        channel = interaction.channel
+        if not isinstance(channel, discord.TextChannel):
+            await interaction.response.send_message(
+                "Use /chat in a text channel; in a thread, just write.", ephemeral=True
+            )
+            return
+        await interaction.response.send_message(
+            f"{interaction.user.mention} started a conversation: {prompt}"[:2000]
+        )
+        starter = await interaction.original_response()
+        try:
+            thread = await starter.create_thread(
+                name=thread_name(prompt), auto_archive_duration=1440
+            )
+        except discord.HTTPException as exc:
+            log.warning("Could not create a thread in %s: %s", channel.id, exc)
+            await interaction.followup.send("I could not start a thread here.", ephemeral=True)
+            return
+        key = m.conversation_key(thread)
+        await self.bot.prefs.set_owner(key, str(interaction.user.id))
+        asker = interaction.user.id
+        item = self._question(interaction, prompt, str(starter.id))
+        sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
+        turns = self.bot.turns
+        finish = self.bot.answer_buttons.finisher(sink)
+
+        async def job() -> None:
+            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish)
+
+        turns.submit(key, job)
+
+    @app_commands.command(
+        name="reset", description="Forget this channel's or thread's conversation"
+    )
+    async def reset(self, interaction: Interaction) -> None:
+        """Clear the history (the thread's owner, or anyone who may manage messages)."""
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        owner = await self.bot.prefs.owner(key)
+        if not (interaction.permissions.manage_messages or owner == str(interaction.user.id)):
+            await interaction.response.send_message(
+                "Only the thread's owner or someone with Manage Messages can reset it.",
+                ephemeral=True,
+            )
+            return
+        await self.bot.core.store.clear(key)
+        await self.bot.last_answers.clear(key)  # so Regenerate finds nothing to redo
+        await interaction.response.send_message(
+            f"🧹 {interaction.user.mention} reset the conversation; earlier messages are forgotten."
+        )
+
+    @app_commands.command(name="stop", description="Stop the answer streaming in this channel")
+    async def stop(self, interaction: Interaction) -> None:
+        """Stop the streaming answer (the asker, or Manage Messages); its text stays."""
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        running = self.bot.turns.running(key)
+        if running is None:
+            await interaction.response.send_message("Nothing is streaming here.", ephemeral=True)
+            return
+        if not may_control(interaction, running.asker_id):
+            await interaction.response.send_message(
+                "Only the person who asked (or a moderator) can stop this answer.", ephemeral=True
+            )
+            return
+        running.stop.set()
+        await interaction.response.send_message("Stopped.", ephemeral=True)
+
+    @app_commands.command(name="help", description="What the assistant does and how to use it")
+    async def help(self, interaction: Interaction) -> None:
+        """One screen of help."""
+        await interaction.response.send_message(HELP_TEXT, ephemeral=True)

@@ -1,0 +1,168 @@
+"""Settings commands: /model, /system and /settings. Anyone may look; changing needs Manage
+Server. Each command shows or sets its own choice; they share the permission check and the
+words that clear a choice."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+
+from bot.core.keys import ConversationKey
+from bot.core.renderer import DEFAULT_LIMIT
+from bot.frontend.commands.common import CommandCog, Interaction, guild_only
+
+if TYPE_CHECKING:
+    from bot.frontend.client import AssistantBot
+
+ScopeChoice = Literal["channel", "server"]
+CLEAR_WORDS = {"default", "reset", "clear"}
+SYSTEM_PROMPT_FILE = "system-prompt.txt"
+MODEL_SHOWN_CHARS = 200
+SYSTEM_SHOWN_CHARS = 300
+
+
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` characters with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_clear(value: str) -> bool:
+    """Whether a new value asks for the default back."""
+    return value.strip().lower() in CLEAR_WORDS
+
+
+def where(scope: ScopeChoice) -> str:
+    """The scope as a sentence names it."""
+    return "this channel" if scope == "channel" else "this server"
+
+
+async def may_change(interaction: Interaction, label: str) -> bool:
+    """Whether the user may change a choice (Manage Server); if not, they are told so."""
+    if interaction.permissions.manage_guild:
+        return True
+    await interaction.response.send_message(
+        f"Changing the {label} needs the Manage Server permission.", ephemeral=True
+    )
+    return False
+
+
+class SettingsCommands(CommandCog):
+    """The model and system prompt in force, and what else is in force here."""
+
+    def __init__(self, bot: AssistantBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="model", description="Show or set the model")
+    @app_commands.describe(
+        name="Model id, e.g. openai/gpt-4o-mini ('default' to clear)",
+        scope="Set it for this channel (default) or the whole server",
+    )
+    async def model(
+        self, interaction: Interaction, name: str | None = None, scope: ScopeChoice = "channel"
+    ) -> None:
+        """Show the model in force, or set it."""
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        if name is None:
+            eff = (await self.bot.prefs.effective(key))["model"]
+            await interaction.response.send_message(
+                f"The model here is `{clip(eff.value, MODEL_SHOWN_CHARS)}` "
+                f"(from the {eff.source} setting).",
+                ephemeral=True,
+            )
+            return
+        if not await may_change(interaction, "model"):
+            return
+        if is_clear(name):
+            await self.bot.prefs.set(key, scope, "model", "")
+            await interaction.response.send_message(
+                f"Set the model for {where(scope)} back to the default."
+            )
+            return
+        model = name.strip()
+        known, close = await self.bot.catalog.check(model)
+        if not known:
+            hint = f" Did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
+            await interaction.response.send_message(
+                f"OpenRouter has no model `{model}`.{hint}", ephemeral=True
+            )
+            return
+        await self.bot.prefs.set(key, scope, "model", model)
+        await interaction.response.send_message(f"Set the model for {where(scope)} to `{model}`.")
+
+    @model.autocomplete("name")
+    async def _model_names(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Model ids from OpenRouter's list that contain what was typed."""
+        names = await self.bot.catalog.matching(current)
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+
+    @app_commands.command(name="system", description="Show or set the system prompt")
+    @app_commands.describe(
+        prompt="Instructions for the model ('default' to clear)",
+        scope="Set it for this channel (default) or the whole server",
+    )
+    async def system(
+        self,
+        interaction: Interaction,
+        prompt: app_commands.Range[str, 1, 4000] | None = None,
+        scope: ScopeChoice = "channel",
+    ) -> None:
+        """Show the system prompt in force, or set it."""
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        if prompt is None:
+            await self._show_system(interaction, key)
+            return
+        if not await may_change(interaction, "system prompt"):
+            return
+        clear = is_clear(prompt)
+        await self.bot.prefs.set(key, scope, "system", "" if clear else prompt.strip())
+        what = " back to the default" if clear else ""
+        await interaction.response.send_message(f"Set the system prompt for {where(scope)}{what}.")
+
+    async def _show_system(self, interaction: Interaction, key: ConversationKey) -> None:
+        """The system prompt in force: in the message, or as a file when it would not fit."""
+        eff = (await self.bot.prefs.effective(key))["system"]
+        head = f"The system prompt here (from the {eff.source} setting)"
+        text = f"{head}:\n>>> {eff.value}"
+        if len(text) <= DEFAULT_LIMIT:
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        prompt = discord.File(io.BytesIO(eff.value.encode()), filename=SYSTEM_PROMPT_FILE)
+        await interaction.response.send_message(
+            f"{head} is {len(eff.value):,} characters long; here it is as a file.",
+            file=prompt,
+            ephemeral=True,
+        )
+
+    @app_commands.command(
+        name="settings", description="What is in force here and where it comes from"
+    )
+    async def settings(self, interaction: Interaction) -> None:
+        """The effective model, system prompt, history size and limits, with their sources."""
+        key = await guild_only(interaction)
+        if key is None:
+            return
+        eff = await self.bot.prefs.effective(key)
+        items = await self.bot.core.store.load(key)
+        s = self.bot.settings
+        system = clip(eff["system"].value, SYSTEM_SHOWN_CHARS)
+        lines = [
+            f"**Model**: `{clip(eff['model'].value, MODEL_SHOWN_CHARS)}` ({eff['model'].source})",
+            f"**System prompt** ({eff['system'].source}): {system}",
+            f"**History**: {len(items)} of at most {s.history_max_messages} items "
+            f"({sum(len(i.text) for i in items):,} of {s.history_max_chars:,} characters), "
+            f"forgotten after {s.history_ttl_seconds // 3600} h idle (default)",
+            f"**Limits**: questions up to {s.max_input_chars:,} characters, answers up to "
+            f"{s.max_output_tokens:,} tokens (default)",
+        ]
+        await interaction.response.send_message(
+            clip("\n".join(lines), DEFAULT_LIMIT), ephemeral=True
+        )
