@@ -17,6 +17,7 @@ from bot.core.errors import LLMError, ModelNotFoundError, with_provider_message
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
 from bot.core.keys import ConversationKey
 from bot.core.turnlock import TurnLockTimeout
+from bot.ops.logs import configure_logging
 from bot.wiring import StartupError, build_core, make_store, open_redis
 
 
@@ -30,16 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", default=None, help="model to use instead of DEFAULT_MODEL")
     reset = sub.add_parser("reset", help="clear a terminal conversation's history")
     reset.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
+    sub.add_parser("check", help="check the settings, Redis, OpenRouter and Discord, then exit")
+    sync = sub.add_parser("sync", help="register the slash commands with Discord now")
+    sync.add_argument("--guild", type=int, default=None, help="a server id (default: global)")
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
-    quiet = args.command in {"ask", "reset"}
-    level = logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Until the settings say otherwise (LOG_LEVEL, LOG_FORMAT), only warnings and errors.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run_command(args)
     except (ConfigError, StartupError, ValueError) as exc:
@@ -57,7 +59,18 @@ def main(argv: Sequence[str]) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     """Load the settings and run the command the arguments chose."""
+    if args.command in {"check", "sync"}:
+        from bot.ops.check import run_check_command
+
+        return run_check_command(args)
     settings = load_settings()
+    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
+    quiet = args.command in {"ask", "reset"}
+    configure_logging(
+        level="ERROR" if quiet else settings.log_level,
+        fmt=settings.log_format,
+        content=settings.log_content,
+    )
     if args.command == "ask":
         return asyncio.run(ask(settings, args.text, args.channel, args.model))
     if args.command == "reset":
@@ -76,8 +89,6 @@ def run_discord(settings: Settings) -> int:
 
     require(settings.discord_token, "DISCORD_TOKEN")
     require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("discord").setLevel(logging.WARNING)
     return asyncio.run(run_bot(settings))
 
 
