@@ -21,12 +21,16 @@ PING_TIMEOUT_SECONDS = 2.0
 
 
 def gateway_problem(client: discord.Client) -> str | None:
-    """Why the bot's gateway connection is not usable now, or None when it is."""
+    """Why the bot's gateway connection is not usable now, or None when it is.
+
+    Connected means the websocket is open (discord.py has identified or resumed on it); READY
+    itself may come seconds later, while the guilds arrive, and events are handled meanwhile."""
     if client.is_closed():
         return "the Discord gateway connection is closed (the bot is stopping)"
-    if not client.is_ready():
-        return "the Discord gateway is not connected yet (no READY)"
-    if client.ws is None or not client.ws.open:
+    ws: discord.gateway.DiscordWebSocket | None = client.ws  # None until the first connection
+    if ws is None:
+        return "the Discord gateway is not connected yet"
+    if not ws.open:
         return "the Discord gateway connection is down (reconnecting)"
     return None
 
@@ -95,7 +99,7 @@ async def serve_http(app: web.Application, host: str, port: int) -> AsyncIterato
                 f"Could not listen on {host}:{port} for /healthz and /metrics "
                 f"({exc.strerror or exc}): set HTTP_PORT to a free port, or 0 to turn it off."
             ) from None
-        log.info("Serving /healthz and /metrics on http://%s:%d", host, port)
+        log.debug("Serving /healthz and /metrics on http://%s:%d", host, port)
         yield port
     finally:
         await runner.cleanup()

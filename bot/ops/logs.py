@@ -11,7 +11,8 @@ from typing import Any, TextIO
 
 from bot.core.observe import CONTENT_LOG, current_log_context
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""As before LOG_FORMAT existed; journald and Docker add the time."""
 _FIELDS = ("guild", "channel", "turn", "model")
 
 
