@@ -42,6 +42,7 @@ from bot.core.options import AnswerOptions, effort_or_none, model_list, parse_ef
 from bot.core.options import parse_model_list as parse_models
 from bot.core.renderer import newest_summary_sentence, same_model
 from bot.core.turnlock import TurnLockTimeout
+from bot.ops.logs import configure_logging
 from bot.wiring import StartupError, build_core, make_store, open_redis
 
 
@@ -81,16 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset = sub.add_parser("reset", help="clear a terminal conversation's history")
     reset.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
+    sub.add_parser("check", help="check the settings, Redis, OpenRouter and Discord, then exit")
+    sync = sub.add_parser("sync", help="register the slash commands with Discord now")
+    sync.add_argument("--guild", type=int, default=None, help="a server id (default: global)")
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
-    quiet = args.command in {"ask", "reset"}
-    level = logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Until the settings say otherwise (LOG_LEVEL, LOG_FORMAT), only warnings and errors.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run_command(args)
     except (ConfigError, StartupError, ValueError) as exc:
@@ -108,7 +110,18 @@ def main(argv: Sequence[str]) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     """Load the settings and run the command the arguments chose."""
+    if args.command in {"check", "sync"}:
+        from bot.ops.check import run_check_command
+
+        return run_check_command(args)
     settings = load_settings()
+    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
+    quiet = args.command in {"ask", "reset"}
+    configure_logging(
+        level="ERROR" if quiet else settings.log_level,
+        fmt=settings.log_format,
+        content=settings.log_content,
+    )
     if args.command == "ask":
         options = answer_options(settings, args)
         return asyncio.run(
@@ -130,8 +143,6 @@ def run_discord(settings: Settings) -> int:
 
     require(settings.discord_token, "DISCORD_TOKEN")
     require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("discord").setLevel(logging.WARNING)
     return asyncio.run(run_bot(settings))
 
 

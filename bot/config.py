@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.options import (
@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         """The configured fallback models, in order."""
         return model_list(self.fallback_models)
 
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_content: bool = False
+
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -106,6 +112,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any, info: ValidationInfo) -> Any:
+        """LOG_LEVEL=debug and LOG_FORMAT=JSON mean the same as their usual spelling."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("discord_token", "openrouter_api_key", mode="before")
     @classmethod

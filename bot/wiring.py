@@ -18,6 +18,7 @@ from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
 from bot.core.models import ModelCatalog
+from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
@@ -134,14 +135,26 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
 
 
 def build_bot_services(
-    settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    redis: aioredis.Redis,
+    *,
+    observer: Observer = NO_OBSERVER,
 ) -> BotServices:
-    """The core plus the services the Discord bot needs, each from its own settings."""
+    """The core plus the services the Discord bot needs, each from its own settings; the
+    answers and the pacing report to `observer` (metrics)."""
     core = build_core(settings, session, redis)
     prefs = make_prefs(settings, redis)
-    pacer = EditPacer(min_interval=settings.edit_interval_seconds)
+    pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
-    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    turns = TurnRunner(
+        core.service,
+        prefs,
+        pacer,
+        last_answers,
+        queue_depth=settings.queue_depth,
+        observer=observer,
+    )
     return BotServices(
         core=core,
         prefs=prefs,

@@ -23,6 +23,15 @@ from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
+from bot.core.observe import (
+    CONTENT_LOG,
+    NO_OBSERVER,
+    Observer,
+    WatchedSink,
+    add_log_context,
+    log_context,
+    new_turn_id,
+)
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
@@ -85,6 +94,7 @@ class TurnRunner:
         *,
         queue_depth: int,
         user_prefix: str = "discord",
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._service = service
         self._prefs = prefs
@@ -92,6 +102,7 @@ class TurnRunner:
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
+        self._observer = observer
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -131,6 +142,16 @@ class TurnRunner:
         """The answer streaming in a conversation, if any."""
         return self._running.get(key)
 
+    @property
+    def active(self) -> int:
+        """How many answers stream now."""
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        """How many jobs wait behind the one running in their conversation."""
+        return sum(max(0, len(queue) - 1) for queue in self._queues.values())
+
     async def run(
         self,
         key: ConversationKey,
@@ -141,17 +162,27 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        frontend: str = "other",
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest."""
-        answer = await self._answer(
-            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
-        )
-        if finish is not None:
-            previous = None if answer.crashed else await self._remember(key, answer.render)
-            await finish(Finished(key, asker_id, answer, previous))
+        press of its Regenerate finds it already the latest. `frontend` names the front-end in
+        metrics."""
+        with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
+            CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
+            answer = await self._answer(
+                key,
+                new_items,
+                asker_id=asker_id,
+                sink=sink,
+                record=record,
+                existing=existing,
+                frontend=frontend,
+            )
+            if finish is not None:
+                previous = None if answer.crashed else await self._remember(key, answer.render)
+                await finish(Finished(key, asker_id, answer, previous))
         return answer
 
     async def _answer(
@@ -163,16 +194,19 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        frontend: str,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
         If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
         one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
-        renderer = ReplyRenderer(sink, self._pacer, on_gone=running.stop.set, existing=existing)
+        watch = self._observer.answer_started(frontend)
+        watched = WatchedSink(sink, watch)
+        renderer = ReplyRenderer(watched, self._pacer, on_gone=running.stop.set, existing=existing)
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
-        feed = _FinalSeen(renderer.feed)
+        feed = _FinalSeen(renderer.feed, watch.event)
         crashed = False
         try:
             result = await self._run_turn(
@@ -200,6 +234,8 @@ class TurnRunner:
         finally:
             self._running.pop(key, None)
         _log_usage(key, result)
+        watch.finished(result.final, crashed=crashed)
+        CONTENT_LOG.info("Answered: %s", result.text)
         return Answer(turn=result, render=await render_task, crashed=crashed)
 
     async def _run_turn(
@@ -216,6 +252,7 @@ class TurnRunner:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
             prefs = await self._prefs.effective(key)
+            add_log_context(model=prefs["model"].value)
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
@@ -256,13 +293,17 @@ class TurnRunner:
 class _FinalSeen:
     """Passes events to the renderer and notes whether a final event went by."""
 
-    def __init__(self, feed: Callable[[StreamEvent], None]) -> None:
+    def __init__(
+        self, feed: Callable[[StreamEvent], None], watch: Callable[[StreamEvent], None]
+    ) -> None:
         self._feed = feed
+        self._watch = watch
         self.final_seen = False
 
     def __call__(self, event: StreamEvent) -> None:
         if isinstance(event, Completed | Incomplete | Failed):
             self.final_seen = True
+        self._watch(event)
         self._feed(event)
 
 

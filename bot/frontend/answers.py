@@ -125,7 +125,13 @@ class AnswerButtons:
             await finish_buttons(done)
 
         await self._turns.run(
-            key, [], asker_id=asker_id, sink=sink, existing=existing, finish=finish
+            key,
+            [],
+            asker_id=asker_id,
+            sink=sink,
+            existing=existing,
+            finish=finish,
+            frontend="regenerate",
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

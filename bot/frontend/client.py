@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import discord
@@ -44,6 +45,8 @@ class Dependencies:
     redis: aioredis.Redis
     session: aiohttp.ClientSession
     services: BotServices
+    http_trace: aiohttp.TraceConfig = field(default_factory=aiohttp.TraceConfig)
+    """Sees every HTTP request discord.py makes (metrics)."""
 
 
 def make_intents() -> discord.Intents:
@@ -71,6 +74,7 @@ class AssistantBot(commands.Bot):
             ),
             max_ratelimit_timeout=30.0,
             max_messages=None,  # nothing reads the message cache: replies carry their target
+            http_trace=deps.http_trace,
         )
         services = deps.services
         self.deps = deps
@@ -96,6 +100,16 @@ class AssistantBot(commands.Bot):
             await self.load_extension(name)
         await self.sync_commands()
 
+    def command_payload(self, guild_id: int | None) -> tuple[str, list[dict[str, Any]], str]:
+        """The scope ("global" or a server id), the commands as Discord gets them, their digest."""
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = str(guild.id) if guild else "global"
+        payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return scope, payload, digest
+
     async def sync_commands(self) -> None:
         """Sync to DEV_GUILD_ID or globally, only when changed, from one process at a time.
 
@@ -103,11 +117,7 @@ class AssistantBot(commands.Bot):
         the bot (a missing intent, a bad token), the one error line is all a server owner sees.
         """
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
-        if guild is not None:
-            self.tree.copy_global_to(guild=guild)
-        scope = str(guild.id) if guild else "global"
-        payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        scope, _payload, digest = self.command_payload(self.settings.dev_guild_id)
         redis = self.deps.redis
         key = commands_hash(scope)
         if await redis.get(key) == digest.encode():

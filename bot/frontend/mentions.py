@@ -154,6 +154,7 @@ class SharedAssistant(commands.Cog):
             asker_id=message.author.id,
             sink=sink,
             finish=self.bot.answer_buttons.finisher(sink),
+            frontend="mention",
         )
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:

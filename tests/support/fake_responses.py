@@ -313,6 +313,10 @@ class FakeResponsesServer:
         self.scripts: deque[Script] = deque(scripts)
         self.models: list[str] = list(models)
         self.modalities: dict[str, list[str]] = {}
+        self.api_key: str | None = None
+        """When set, GET /key answers 401 to any other bearer key."""
+        self.key_limit: float | None = None
+        self.key_usage = 0.0
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -335,6 +339,7 @@ class FakeResponsesServer:
         app = web.Application()
         app.router.add_post("/api/v1/responses", self._handle)
         app.router.add_get("/api/v1/models", self._list_models)
+        app.router.add_get("/api/v1/key", self._key)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -361,6 +366,24 @@ class FakeResponsesServer:
             if name in self.modalities:
                 entry["architecture"] = {"input_modalities": self.modalities[name]}
             data.append(entry)
+        return web.json_response({"data": data})
+
+    async def _key(self, request: web.Request) -> web.Response:
+        """GET /key: OpenRouter's shape (`data.limit`, `data.usage`, `data.limit_remaining`)."""
+        given = request.headers.get("Authorization", "")
+        if self.api_key is not None and given != f"Bearer {self.api_key}":
+            return web.json_response(
+                {"error": {"code": 401, "message": "No auth credentials found"}}, status=401
+            )
+        limit = self.key_limit
+        remaining = None if limit is None else limit - self.key_usage
+        data = {
+            "label": "sk-or-v1-tes...st",
+            "limit": limit,
+            "usage": self.key_usage,
+            "limit_remaining": remaining,
+            "is_free_tier": False,
+        }
         return web.json_response({"data": data})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -79,7 +79,13 @@ class ConversationCommands(CommandCog):
 
         async def job() -> None:
             await turns.run(
-                key, [item], asker_id=asker, sink=sink, finish=finish, record=not private
+                key,
+                [item],
+                asker_id=asker,
+                sink=sink,
+                finish=finish,
+                record=not private,
+                frontend="ask",
             )
 
         if not turns.submit(key, job):
@@ -118,7 +124,7 @@ class ConversationCommands(CommandCog):
         finish = self.bot.answer_buttons.finisher(sink)
 
         async def job() -> None:
-            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish)
+            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish, frontend="chat")
 
         turns.submit(key, job)
 

@@ -50,6 +50,7 @@ class DiscordEmulator:
             token=token,
             gateway_url=lambda: self.gateway_url,
             on_change=self._notify,
+            application_flags=lambda: self.gateway.application_flags,
         )
         self.attachment_files: dict[int, bytes] = {}
         self.attachment_downloads: list[int] = []
