@@ -21,6 +21,7 @@ from bot.core.conversation import (
 )
 from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.images import ImageSource
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -141,13 +142,21 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        images: ImageSource | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
-        Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest."""
+        `images` fetches the images the request sends (see TurnRequest). Before `finish` runs,
+        the answer is remembered as the conversation's latest, so a quick press of its
+        Regenerate finds it already the latest."""
         answer = await self._answer(
-            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
+            key,
+            new_items,
+            asker_id=asker_id,
+            sink=sink,
+            record=record,
+            existing=existing,
+            images=images,
         )
         if finish is not None:
             previous = None if answer.crashed else await self._remember(key, answer.render)
@@ -163,6 +172,7 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        images: ImageSource | None = None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
@@ -183,6 +193,7 @@ class TurnRunner:
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                images=images,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -212,6 +223,7 @@ class TurnRunner:
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        images: ImageSource | None = None,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
@@ -224,6 +236,7 @@ class TurnRunner:
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
+                images=images,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:

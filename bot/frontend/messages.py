@@ -11,6 +11,7 @@ import aiohttp
 import discord
 
 from bot.core.events import HistoryItem
+from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,16 @@ async def attachment_text(message: discord.Message, budget: int) -> str:
     return "\n\n".join(parts)
 
 
-def user_item(message: discord.Message, text: str) -> HistoryItem:
+def user_item(
+    message: discord.Message, text: str, *, images: tuple[ImageRef, ...] = ()
+) -> HistoryItem:
     """A user turn, labelled with the speaker's display name and the message id."""
     return HistoryItem(
-        role="user", text=text, speaker=speaker_name(message.author), ref=str(message.id)
+        role="user",
+        text=text,
+        speaker=speaker_name(message.author),
+        ref=str(message.id),
+        images=images,
     )
 
 
