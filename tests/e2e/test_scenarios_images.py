@@ -159,3 +159,33 @@ async def test_ask_with_an_image_option_sends_it_and_refuses_an_animated_one_pri
     assert input_images(request) == [png_url(data)]
     assert input_texts(request)[0] == "[Bob]: what is this?"
     assert emu.message(record.original_message_id or 0).content == "A chart."
+
+
+async def test_chat_with_an_image_then_an_image_only_message_in_the_thread(
+    stack: BotStack,
+) -> None:
+    """/chat with an image opens the thread and sends the image; a message with only an image
+    in the thread is answered with it, the command's image (which belongs to no message, so
+    it cannot be fetched again) then named as no longer available."""
+    emu, channel = stack.emu, stack.fresh_channel()
+    stack.script(answer(["A sketch."]), answer(["A photo."]))
+    sketch, photo = png(shade=1), png(shade=2)
+    record = await emu.inject_interaction(
+        "chat",
+        {"prompt": "Look at this", "image": emu.upload_attachment("sketch.png", sketch)},
+        user="alice",
+        channel_id=channel.id,
+    )
+    await emu.wait_until(
+        lambda: any(c.parent_id == channel.id for c in emu.world.channels.values())
+    )
+    thread = next(c for c in emu.world.channels.values() if c.parent_id == channel.id)
+    await stack.wait_for_final(thread.id)
+    starter = emu.message(record.original_message_id or 0)
+    assert starter.content.endswith("started a conversation: Look at this")
+    await emu.inject_message(thread.id, "alice", "", attachments=[("photo.png", photo)])
+    await stack.wait_for_final(thread.id, count=2)
+    first, second = stack.requests()
+    assert input_images(first) == [png_url(sketch)]
+    assert input_images(second) == [png_url(photo)]
+    assert "[image: sketch.png, no longer available]" in input_texts(second)
