@@ -124,24 +124,32 @@ class SharedAssistant(commands.Cog):
         settings = self.bot.settings
         try:
             text = await self._text(message, me)
-            attachments = image_attachments(message.attachments)
-            refusal = await self.bot.turn_images.refusal(key) if attachments else None
+            # Replying to someone's picture with a mention asks about that picture too.
+            quoted = m.quoted_message(message, me)
+            sources = [message] + ([quoted] if quoted else [])
+            attachments = [image_attachments(source.attachments) for source in sources]
+            refusal = await self.bot.turn_images.refusal(key) if any(attachments) else None
             if refusal:
                 raise _RefusedError(refusal)
-            loaded = await read_images(
-                attachments,
-                channel_id=channel.id,
-                message_id=message.id,
-                max_bytes=settings.max_image_bytes,
-            )
-            if not text and not loaded:
+            own, *others = [
+                await read_images(
+                    found,
+                    channel_id=channel.id,
+                    message_id=source.id,
+                    max_bytes=settings.max_image_bytes,
+                )
+                for source, found in zip(sources, attachments, strict=True)
+            ]
+            if not text and not own:
                 raise _RefusedError(HELP_TEXT)
+            loaded = {ref: data for images in (own, *others) for ref, data in images.items()}
             images = await self.bot.turn_images.source(key, loaded)
         except (_RefusedError, ImageError) as exc:
             await self._reply_quietly(message, str(exc))
             return
-        question = m.user_item(message, text, images=tuple(loaded))
-        items = [item for item in (m.reply_context(message, me), question) if item]
+        context = m.reply_context(message, me, images=tuple(others[0]) if others else ())
+        question = m.user_item(message, text, images=tuple(own))
+        items = [item for item in (context, question) if item]
         sink = ChannelSink(
             message.channel,
             channel.id,

@@ -73,19 +73,22 @@ async def test_image_only_mention_is_answered_and_sent_again_after_its_url_expir
     assert emu.attachment_downloads.count(int(posted["attachments"][0]["id"])) == 2
 
 
-async def test_image_of_a_deleted_message_becomes_a_placeholder(stack: BotStack) -> None:
-    """Once the message with the image is deleted, a reply to the bot's answer sends the
-    image as `[image: name, no longer available]` and the turn goes on."""
+async def test_reply_to_someones_image_asks_about_it_until_it_is_deleted(stack: BotStack) -> None:
+    """A mention replying to someone's picture sends that picture with the question; once
+    that message is deleted, later turns send `[image: name, no longer available]`."""
     emu, channel = stack.emu, stack.fresh_channel()
     stack.script(answer(["A dog."]), answer(["It was a dog."]))
+    data = png(shade=200)
     posted = await emu.inject_message(
-        channel.id,
-        "alice",
-        f"{emu.bot_user.mention} what is this?",
-        attachments=[("dog.png", png(shade=200))],
+        channel.id, "alice", "my new pet", attachments=[("dog.png", data)]
+    )
+    await emu.inject_message(
+        channel.id, "bob", f"{emu.bot_user.mention} what is this?", reply_to=int(posted["id"])
     )
     [reply] = await stack.wait_for_final(channel.id)
-    assert input_images(stack.requests()[0]) == [png_url(png(shade=200))]
+    first = stack.requests()[0]
+    assert input_images(first) == [png_url(data)]
+    assert input_texts(first)[0] == "[Alice]: my new pet"
     await emu.delete_message(int(posted["id"]))
     await emu.inject_message(channel.id, "alice", "what was it?", reply_to=reply.id)
     await stack.wait_for_final(channel.id, count=2)
