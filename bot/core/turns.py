@@ -21,6 +21,7 @@ from bot.core.conversation import (
 )
 from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.images import ImageSource
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.observe import (
@@ -163,12 +164,13 @@ class TurnRunner:
         record: bool = True,
         existing: Sequence[SentMessage] = (),
         frontend: str = "other",
+        images: ImageSource | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
         press of its Regenerate finds it already the latest. `frontend` names the front-end in
-        metrics."""
+        metrics; `images` fetches the images the request sends (see TurnRequest)."""
         with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
             CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
             answer = await self._answer(
@@ -179,6 +181,7 @@ class TurnRunner:
                 record=record,
                 existing=existing,
                 frontend=frontend,
+                images=images,
             )
             if finish is not None:
                 previous = None if answer.crashed else await self._remember(key, answer.render)
@@ -195,6 +198,7 @@ class TurnRunner:
         record: bool,
         existing: Sequence[SentMessage],
         frontend: str,
+        images: ImageSource | None = None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
@@ -217,6 +221,7 @@ class TurnRunner:
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                images=images,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -248,6 +253,7 @@ class TurnRunner:
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        images: ImageSource | None = None,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
@@ -261,6 +267,7 @@ class TurnRunner:
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
+                images=images,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:

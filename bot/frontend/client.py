@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
+from bot.frontend.images import DiscordImageSource, TurnImages
 from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,17 @@ class AssistantBot(commands.Bot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        history_images = DiscordImageSource(
+            self.get_partial_messageable, max_bytes=deps.settings.max_image_bytes
+        )
+        # What images each turn may send: the question's own, and those of history again.
+        self.turn_images = TurnImages(services.prefs, services.catalog, history_images)
         self.answer_buttons = AnswerButtons(
-            services.turns, services.last_answers, services.pacer, self.get_channel
+            services.turns,
+            services.last_answers,
+            services.pacer,
+            self.get_channel,
+            images=self.turn_images,
         )
         # What Stop and Regenerate presses call (see buttons.ButtonHost).
         self.button_actions: ButtonActions = self.answer_buttons
