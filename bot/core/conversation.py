@@ -24,6 +24,8 @@ from bot.core.events import (
 from bot.core.history import HistoryStore, turn_items
 from bot.core.keys import ConversationKey
 from bot.core.responses import ResponsesClient
+from bot.core.tools.loop import EventSource, ToolLoop
+from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    tools: Toolset | None = None
 
 
 @dataclass(slots=True)
@@ -119,8 +122,11 @@ class ConversationService:
                 conversation_key=str(turn.key),
             )
             collected = _Collected(on_event)
+            source: EventSource = (
+                self.client if turn.tools is None else ToolLoop(self.client, turn.tools)
+            )
             try:
-                await _stream_until_stopped(self.client, request, collected, stop)
+                await _stream_until_stopped(source, request, collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))
@@ -186,7 +192,7 @@ class _Collected:
 
 
 async def _stream_until_stopped(
-    client: ResponsesClient,
+    client: EventSource,
     request: dict[str, Any],
     collected: _Collected,
     stop: asyncio.Event | None,
