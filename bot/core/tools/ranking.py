@@ -1,0 +1,74 @@
+"""Relevance of short texts to a query: words, and BM25 over a small in-memory index.
+
+Pure and I/O-free. Words are lower-cased runs of letters and digits, with very common English
+words dropped and a plural `s` folded, so "cats" finds "cat".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+K1 = 1.2
+B = 0.75
+_WORD = re.compile(r"\w+")
+_STOPWORD_TEXT = """a an and are as at be been but by can did do does for from had has have he
+her his how i if in into is it its me my no not of on or our she so than that the their them
+then there these they this to was we were what when where which who whom why will with you your"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def words(text: str) -> list[str]:
+    """The searchable words of a text, in order."""
+    found = []
+    for raw in _WORD.findall(text.casefold()):
+        word = raw.replace("_", "")
+        if not word or word in STOPWORDS:
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        found.append(word)
+    return found
+
+
+@dataclass(slots=True)
+class Index:
+    """Postings (word -> [(document, count)]) and lengths of a fixed list of documents."""
+
+    lengths: list[int] = field(default_factory=list)
+    postings: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, documents: Sequence[str]) -> Index:
+        """The index of the documents, numbered in order."""
+        index = cls()
+        for number, document in enumerate(documents):
+            counts = Counter(words(document))
+            index.lengths.append(sum(counts.values()))
+            for word, count in counts.items():
+                index.postings.setdefault(word, []).append((number, count))
+        return index
+
+    def rank(self, query: str, allowed: Callable[[int], bool], limit: int) -> list[int]:
+        """The allowed documents that share a word with the query, best BM25 score first (a
+        newer, i.e. higher-numbered, document first on a tie); at most `limit`."""
+        terms = set(words(query))
+        postings = {t: [p for p in self.postings.get(t, []) if allowed(p[0])] for t in terms}
+        seen = {number for hits in postings.values() for number, _ in hits}
+        if not seen:
+            return []
+        average = sum(self.lengths[n] for n in seen) / len(seen) or 1.0
+        total = sum(1 for n in range(len(self.lengths)) if allowed(n))
+        scores: dict[int, float] = {}
+        for hits in postings.values():
+            if not hits:
+                continue
+            idf = math.log(1 + (total - len(hits) + 0.5) / (len(hits) + 0.5))
+            for number, count in hits:
+                norm = K1 * (1 - B + B * self.lengths[number] / average)
+                scores[number] = scores.get(number, 0.0) + idf * count * (K1 + 1) / (count + norm)
+        ranked = sorted(scores, key=lambda n: (-scores[n], -n))
+        return ranked[:limit]
