@@ -1,4 +1,5 @@
-"""Command line: `python -m bot` runs the Discord bot; `ask` and `reset` work from a terminal."""
+"""Command line: `python -m bot` runs the Discord bot; `ask`, `reset` and `memory` work from a
+terminal (whose conversations belong to a server of their own, "local")."""
 
 from __future__ import annotations
 
@@ -14,10 +15,23 @@ from redis.exceptions import RedisError
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.core.conversation import TurnRequest
 from bot.core.errors import LLMError, ModelNotFoundError, with_provider_message
-from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
-from bot.core.keys import ConversationKey
+from bot.core.events import (
+    Completed,
+    Failed,
+    HistoryItem,
+    Incomplete,
+    StatusLine,
+    StreamEvent,
+    TextDelta,
+)
+from bot.core.keys import LOCAL_GUILD, ConversationKey
+from bot.core.tools.context import Caller, Place, ToolContext
+from bot.core.tools.memory_store import Fact
 from bot.core.turnlock import TurnLockTimeout
-from bot.wiring import StartupError, build_core, make_store, open_redis
+from bot.wiring import StartupError, build_core, make_memory, make_store, open_redis
+
+TERMINAL_CALLER = Caller(user_id="terminal", name="terminal", manage_server=True)
+"""Who asks from a terminal: the owner, in the terminal's own server."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", default=None, help="model to use instead of DEFAULT_MODEL")
     reset = sub.add_parser("reset", help="clear a terminal conversation's history")
     reset.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
+    memory = sub.add_parser("memory", help="list every fact a server's memory keeps")
+    memory.add_argument(
+        "--guild", required=True, help='server id ("local" is the terminal\'s own server)'
+    )
     return parser
 
 
@@ -37,7 +55,7 @@ def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
     # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
-    quiet = args.command in {"ask", "reset"}
+    quiet = args.command in {"ask", "reset", "memory"}
     level = logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -62,6 +80,8 @@ def _run_command(args: argparse.Namespace) -> int:
         return asyncio.run(ask(settings, args.text, args.channel, args.model))
     if args.command == "reset":
         return asyncio.run(reset(settings, args.channel))
+    if args.command == "memory":
+        return asyncio.run(list_memory(settings, args.guild))
     return run_discord(settings)
 
 
@@ -82,10 +102,12 @@ def run_discord(settings: Settings) -> int:
 
 
 def _print_event(event: StreamEvent) -> None:
-    """Write visible text to stdout as it arrives."""
+    """Write visible text to stdout as it arrives; a tool's status line to a terminal's stderr."""
     if isinstance(event, TextDelta):
         sys.stdout.write(event.text)
         sys.stdout.flush()
+    elif isinstance(event, StatusLine) and event.text and sys.stderr.isatty():
+        print(event.text.removeprefix("-# "), file=sys.stderr)
 
 
 async def ask(settings: Settings, text: str, channel: str, model: str | None) -> int:
@@ -100,12 +122,14 @@ async def ask(settings: Settings, text: str, channel: str, model: str | None) ->
     require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
     async with aiohttp.ClientSession() as session, open_redis(settings) as redis:
         core = build_core(settings, session, redis)
+        memory = make_memory(settings, redis, per_server_switch=False)
         turn = TurnRequest(
             key=key,
             new_items=[HistoryItem(role="user", text=text)],
             user_key=f"terminal:{channel}",
             model=model or settings.default_model,
             instructions=settings.system_prompt,
+            tools=await memory.for_turn(ToolContext(Place.terminal(channel), TERMINAL_CALLER)),
         )
         result = await core.service.run_turn(turn, _print_event)
     if result.text and not result.text.endswith("\n"):
@@ -141,4 +165,28 @@ async def reset(settings: Settings, channel: str) -> int:
     async with open_redis(settings) as redis:
         await make_store(settings, redis).clear(key)
     print(f"Forgot the conversation {channel!r}.", file=sys.stderr)
+    return 0
+
+
+def fact_lines(fact: Fact) -> list[str]:
+    """A fact as the memory listing shows it: id, when, who, where, visibility; then its text."""
+    who = f"{fact.by_name} ({fact.by_id})"
+    return [
+        f"#{fact.id}  {fact.told_at}  {who}  in {fact.where}  [{fact.visibility}]",
+        f"    {fact.text}",
+    ]
+
+
+async def list_memory(settings: Settings, guild: str) -> int:
+    """Print every fact of a server's memory, oldest first, with where it was told and who
+    may hear it (the owner's view: nothing is filtered)."""
+    async with open_redis(settings) as redis:
+        memory = make_memory(settings, redis)
+        facts = await memory.store.facts(guild)
+        switched_on = await memory.store.enabled(guild)
+    for fact in facts:
+        print("\n".join(fact_lines(fact)))
+    state = "on" if settings.memory_enabled and (switched_on or guild == LOCAL_GUILD) else "off"
+    count = f"{len(facts)} fact" + ("" if len(facts) == 1 else "s")
+    print(f"{count} in the memory of server {guild} (memory is {state}).", file=sys.stderr)
     return 0

@@ -20,6 +20,8 @@ from bot.core.models import ModelCatalog
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -49,6 +51,7 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    memory: MemoryTools
 
 
 @contextlib.asynccontextmanager
@@ -91,6 +94,20 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
     )
 
 
+def make_memory(
+    settings: Settings, redis: aioredis.Redis, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -114,7 +131,15 @@ def build_bot_services(
     )
     pacer = EditPacer(min_interval=settings.edit_interval_seconds)
     last_answers = LastAnswers(redis)
-    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    memory = make_memory(settings, redis)
+    turns = TurnRunner(
+        core.service,
+        prefs,
+        pacer,
+        last_answers,
+        queue_depth=settings.queue_depth,
+        tools=memory,
+    )
     return BotServices(
         core=core,
         prefs=prefs,
@@ -122,4 +147,5 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        memory=memory,
     )

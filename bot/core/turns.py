@@ -26,6 +26,8 @@ from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
+from bot.core.tools.context import ToolContext
+from bot.core.tools.registry import TurnTools
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class TurnRunner:
         *,
         queue_depth: int,
         user_prefix: str = "discord",
+        tools: TurnTools | None = None,
     ) -> None:
         self._service = service
         self._prefs = prefs
@@ -92,6 +95,7 @@ class TurnRunner:
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
+        self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -141,13 +145,21 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
-        Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest."""
+        `context` (where the turn happens and who asks) lets the turn use the tools that are on
+        there. Before `finish` runs, the answer is remembered as the conversation's latest, so a
+        quick press of its Regenerate finds it already the latest."""
         answer = await self._answer(
-            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
+            key,
+            new_items,
+            asker_id=asker_id,
+            sink=sink,
+            record=record,
+            existing=existing,
+            context=context,
         )
         if finish is not None:
             previous = None if answer.crashed else await self._remember(key, answer.render)
@@ -163,6 +175,7 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
@@ -183,6 +196,7 @@ class TurnRunner:
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                context=context,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -212,6 +226,7 @@ class TurnRunner:
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        context: ToolContext | None = None,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
@@ -224,6 +239,7 @@ class TurnRunner:
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
+                tools=await self._tools.for_turn(context) if self._tools and context else None,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
