@@ -13,8 +13,9 @@ channel later opens up:
 
 Keys live under the server's hash tag (`keys.server_memory`): a hash of facts by id, a sorted
 set by age (past `max_facts` the oldest go), an id counter and a version counter. Every change
-bumps the version; each process keeps the decoded facts and their word index per server until
-the version moves, so a recall costs one GET and the scoring.
+bumps the version; each process keeps the decoded facts and their word index per server and,
+when the version moved, reads the ids and only the facts it lacks (facts never change), so a
+recall costs one GET and the scoring, or a few more reads after a change.
 """
 
 from __future__ import annotations
@@ -213,13 +214,36 @@ def fact_id_of(value: str) -> str:
     return cleaned if cleaned.isdecimal() and cleaned.isascii() else ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """A server's facts, oldest first, with their word index, as of one version."""
+class _Copy:
+    """This process's copy of one server's facts with their word index, as of a version.
 
-    version: int
-    facts: list[Fact]
-    index: Index
+    Facts never change once told, so a copy catches up by the ids alone: it drops the ids that
+    are gone and reads only the new ones."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.facts: dict[int, Fact] = {}
+        self.index = Index()
+        self._ordered: list[Fact] | None = None
+
+    def ordered(self) -> list[Fact]:
+        """The facts, oldest first."""
+        if self._ordered is None:
+            self._ordered = [self.facts[n] for n in sorted(self.facts)]
+        return self._ordered
+
+    def catch_up(self, version: int, ids: set[int], new: Sequence[Fact]) -> None:
+        """Become the memory as of `version`: exactly `ids`, the missing ones from `new`."""
+        for number in [n for n in self.facts if n not in ids]:
+            del self.facts[number]
+            self.index.remove(number)
+        for fact in new:
+            number = int(fact.id)
+            if number in ids and number not in self.facts:
+                self.facts[number] = fact
+                self.index.add(number, _document(fact))
+        self.version = version
+        self._ordered = None
 
 
 class MemoryStore:
@@ -240,7 +264,7 @@ class MemoryStore:
         self._remember = redis.register_script(_REMEMBER_LUA)
         self._forget = redis.register_script(_FORGET_LUA)
         self._clear = redis.register_script(_CLEAR_LUA)
-        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._copies: OrderedDict[str, _Copy] = OrderedDict()
 
     async def remember(self, place: Place, teller: Caller, text: str) -> Fact:
         """Keep a fact told at a place; past `max_facts` the oldest go. Returns it with its id."""
@@ -268,7 +292,7 @@ class MemoryStore:
 
     async def facts(self, guild: str) -> list[Fact]:
         """Every fact of a server, oldest first (the owner's view: no filtering)."""
-        return list((await self._snapshot(guild)).facts)
+        return list((await self._current(guild)).ordered())
 
     async def recall(self, place: Place, query: str, *, limit: int = RECALL_LIMIT) -> list[Fact]:
         """The facts that may be heard at a place, most relevant to the query first; a query
@@ -285,7 +309,9 @@ class MemoryStore:
         self, guild: str, viewer: Viewer, page: int = 0, *, per_page: int = PAGE_SIZE
     ) -> FactPage:
         """A page of the facts a viewer may see, newest first (past the end: the last page)."""
-        visible = [f for f in reversed((await self._snapshot(guild)).facts) if seen_by(f, viewer)]
+        visible = [
+            f for f in reversed((await self._current(guild)).ordered()) if seen_by(f, viewer)
+        ]
         pages = max(1, -(-len(visible) // per_page))
         page = min(max(page, 0), pages - 1)
         chosen = visible[page * per_page : (page + 1) * per_page]
@@ -345,37 +371,40 @@ class MemoryStore:
         self, guild: str, query: str, allowed: Callable[[Fact], bool], limit: int
     ) -> list[Fact]:
         """The allowed facts best matching the query, or the newest when it has no words."""
-        snapshot = await self._snapshot(guild)
-        facts = snapshot.facts
-        ranked = snapshot.index.rank(query, lambda n: allowed(facts[n]), limit)
+        copy = await self._current(guild)
+        facts = copy.facts
+        ranked = copy.index.rank(query, lambda n: allowed(facts[n]), limit)
         if ranked or _has_words(query):
             return [facts[n] for n in ranked]
-        return [f for f in reversed(facts) if allowed(f)][:limit]
+        return [f for f in reversed(copy.ordered()) if allowed(f)][:limit]
 
-    async def _snapshot(self, guild: str) -> _Snapshot:
-        """The server's facts as of now: this process's copy, re-read when the version moved."""
+    async def _current(self, guild: str) -> _Copy:
+        """This process's copy of the server's facts, caught up when the version moved: one GET
+        when nothing changed, else the ids and the new facts only."""
         keys = server_memory(guild)
-        version = int(await self._redis.get(keys.version) or 0)
-        cached = self._snapshots.get(guild)
-        if cached is not None and cached.version == version:
-            self._snapshots.move_to_end(guild)
-            return cached
+        copy = self._copies.get(guild) or _Copy()
+        self._copies[guild] = copy
+        self._copies.move_to_end(guild)
+        while len(self._copies) > _CACHED_SERVERS:
+            self._copies.popitem(last=False)
+        if int(await self._redis.get(keys.version) or 0) == copy.version:
+            return copy
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(keys.version)
-            pipe.hgetall(keys.facts)
-            raw_version, raw_facts = await pipe.execute()
-        facts = [
-            fact
-            for raw_id, raw in raw_facts.items()
-            if (fact := decode_fact(_text(raw_id), raw)) is not None
-        ]
-        facts.sort(key=lambda f: int(f.id))
-        snapshot = _Snapshot(int(raw_version or 0), facts, Index.of([_document(f) for f in facts]))
-        self._snapshots[guild] = snapshot
-        self._snapshots.move_to_end(guild)
-        while len(self._snapshots) > _CACHED_SERVERS:
-            self._snapshots.popitem(last=False)
-        return snapshot
+            pipe.zrange(keys.order, 0, -1)
+            raw_version, raw_ids = await pipe.execute()
+        ids = {int(raw) for raw in raw_ids}
+        missing = sorted(n for n in ids if n not in copy.facts)
+        new: list[Fact] = []
+        if missing:
+            raws = await self._redis.hmget(keys.facts, missing)  # type: ignore[misc]
+            new = [
+                fact
+                for number, raw in zip(missing, raws, strict=True)
+                if raw is not None and (fact := decode_fact(str(number), raw)) is not None
+            ]
+        copy.catch_up(int(raw_version or 0), ids, new)
+        return copy
 
 
 def _document(fact: Fact) -> str:

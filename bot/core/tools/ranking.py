@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 K1 = 1.2
 B = 0.75
@@ -34,34 +33,54 @@ def words(text: str) -> list[str]:
     return found
 
 
-@dataclass(slots=True)
 class Index:
-    """Postings (word -> [(document, count)]) and lengths of a fixed list of documents."""
+    """Postings (word -> {document: count}) and lengths of documents numbered by the caller;
+    documents come and go one at a time, so a changed memory is never indexed anew."""
 
-    lengths: list[int] = field(default_factory=list)
-    postings: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.lengths: dict[int, int] = {}
+        self.postings: dict[str, dict[int, int]] = {}
+        self._words: dict[int, list[str]] = {}
 
-    @classmethod
-    def of(cls, documents: Sequence[str]) -> Index:
-        """The index of the documents, numbered in order."""
-        index = cls()
-        for number, document in enumerate(documents):
-            counts = Counter(words(document))
-            index.lengths.append(sum(counts.values()))
-            for word, count in counts.items():
-                index.postings.setdefault(word, []).append((number, count))
-        return index
+    def __contains__(self, number: int) -> bool:
+        return number in self.lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def add(self, number: int, document: str) -> None:
+        """Index a document under its number (again: no change)."""
+        if number in self.lengths:
+            return
+        counts = Counter(words(document))
+        self.lengths[number] = sum(counts.values())
+        self._words[number] = list(counts)
+        for word, count in counts.items():
+            self.postings.setdefault(word, {})[number] = count
+
+    def remove(self, number: int) -> None:
+        """Forget a document (unknown: no change)."""
+        if self.lengths.pop(number, None) is None:
+            return
+        for word in self._words.pop(number):
+            hits = self.postings[word]
+            del hits[number]
+            if not hits:
+                del self.postings[word]
 
     def rank(self, query: str, allowed: Callable[[int], bool], limit: int) -> list[int]:
         """The allowed documents that share a word with the query, best BM25 score first (a
         newer, i.e. higher-numbered, document first on a tie); at most `limit`."""
         terms = set(words(query))
-        postings = {t: [p for p in self.postings.get(t, []) if allowed(p[0])] for t in terms}
+        postings = {
+            term: [(n, c) for n, c in self.postings.get(term, {}).items() if allowed(n)]
+            for term in terms
+        }
         seen = {number for hits in postings.values() for number, _ in hits}
         if not seen:
             return []
         average = sum(self.lengths[n] for n in seen) / len(seen) or 1.0
-        total = sum(1 for n in range(len(self.lengths)) if allowed(n))
+        total = sum(1 for n in self.lengths if allowed(n))
         scores: dict[int, float] = {}
         for hits in postings.values():
             if not hits:
