@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
     queue_depth: int = Field(default=5, ge=0, le=100)
     reply_mentions_author: bool = True
-    max_tool_rounds: int = Field(default=4, ge=0, le=20)
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
     memory_enabled: bool = False
     memory_max_facts: int = Field(default=500, ge=1, le=100_000)
 

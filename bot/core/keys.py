@@ -111,6 +111,7 @@ class MemoryKeys:
         _check_name("guild", self.guild)
 
     def _key(self, part: str) -> str:
+        """One key of this memory."""
         return f"{{g:{self.guild}}}:memory:{part}"
 
     @property

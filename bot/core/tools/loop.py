@@ -134,13 +134,14 @@ class ToolLoop:
             if last and "tool_choice" in current:
                 current["tool_choice"] = "none"
             round_ = _Round()
-            async for event in self._round(current, round_, body):
-                if isinstance(event, TextDelta) and not round_.text and wrote:
-                    yield TextDelta(ROUND_SEPARATOR)
-                if isinstance(event, TextDelta):
-                    round_.text.append(event.text)
-                    wrote = True
-                yield event
+            async with contextlib.aclosing(self._round(current, round_, body)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta) and not round_.text and wrote:
+                        yield TextDelta(ROUND_SEPARATOR)
+                    if isinstance(event, TextDelta):
+                        round_.text.append(event.text)
+                        wrote = True
+                    yield event
             final = round_.final
             assert final is not None
             message_id = final.message_id or message_id

@@ -43,9 +43,11 @@ class Index:
         self._words: dict[int, list[str]] = {}
 
     def __contains__(self, number: int) -> bool:
+        """Whether a document is indexed under this number."""
         return number in self.lengths
 
     def __len__(self) -> int:
+        """How many documents are indexed."""
         return len(self.lengths)
 
     def add(self, number: int, document: str) -> None:
