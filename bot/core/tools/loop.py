@@ -65,14 +65,14 @@ class ToolRoundsExceededError(LLMError):
 
 
 def with_tools(request: dict[str, Any], toolset: Toolset) -> dict[str, Any]:
-    """The request with the toolset's note added to its instructions, its `tools` and
-    `tool_choice: "auto"` (the same bytes every turn)."""
+    """The request with the toolset's note added to its instructions, its function tools after
+    any tools it has, and `tool_choice: "auto"` (the same bytes every turn)."""
     body = dict(request)
     if toolset.instructions:
         base = str(body.get("instructions") or "")
         body["instructions"] = f"{base}\n\n{toolset.instructions}" if base else toolset.instructions
-    if toolset.tools:
-        body["tools"] = toolset.specs()
+    if toolset.tools:  # after any tools the request already has (e.g. web search)
+        body["tools"] = [*body.get("tools", []), *toolset.specs()]
         body["tool_choice"] = "auto"
     return body
 
