@@ -22,6 +22,8 @@ from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -51,6 +53,7 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    memory: MemoryTools
 
 
 @contextlib.asynccontextmanager
@@ -117,6 +120,20 @@ def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
     )
 
 
+def make_memory(
+    settings: Settings, redis: aioredis.Redis, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -147,6 +164,7 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
@@ -154,6 +172,7 @@ def build_bot_services(
         last_answers,
         queue_depth=settings.queue_depth,
         observer=observer,
+        tools=memory,
     )
     return BotServices(
         core=core,
@@ -162,4 +181,5 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        memory=memory,
     )

@@ -26,6 +26,8 @@ from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
+from bot.core.tools.loop import EventSource, ToolLoop
+from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class TurnRequest:
     regenerate: bool = False
     images: ImageSource | None = None
     options: AnswerOptions = field(default_factory=AnswerOptions)
+    tools: Toolset | None = None
 
 
 @dataclass(slots=True)
@@ -133,8 +136,11 @@ class ConversationService:
                 options=turn.options,
             )
             collected = _Collected(on_event)
+            source: EventSource = (
+                self.client if turn.tools is None else ToolLoop(self.client, turn.tools)
+            )
             try:
-                await _stream_until_stopped(self.client, request, collected, stop)
+                await _stream_until_stopped(source, request, collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))
@@ -200,7 +206,7 @@ class _Collected:
 
 
 async def _stream_until_stopped(
-    client: ResponsesClient,
+    client: EventSource,
     request: dict[str, Any],
     collected: _Collected,
     stop: asyncio.Event | None,

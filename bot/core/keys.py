@@ -156,3 +156,49 @@ def handled_message(message_id: int | str) -> str:
 def server_prefs(guild: str) -> str:
     """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
     return ServerKey(guild).prefs
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryKeys:
+    """The keys of one server's memory (or one DM's), under the server's own hash tag: the
+    same slot as its `server_prefs`, where the memory's on/off switch lives."""
+
+    guild: str
+
+    def __post_init__(self) -> None:
+        """Refuse names that would break the hash tag."""
+        _check_name("guild", self.guild)
+
+    def _key(self, part: str) -> str:
+        """One key of this memory."""
+        return f"{{g:{self.guild}}}:memory:{part}"
+
+    @property
+    def facts(self) -> str:
+        """Hash: fact id -> the fact's JSON."""
+        return self._key("facts")
+
+    @property
+    def order(self) -> str:
+        """Sorted set of fact ids by age (the score is the id), oldest first out."""
+        return self._key("order")
+
+    @property
+    def sequence(self) -> str:
+        """Counter that numbers the facts; ids are never reused."""
+        return self._key("seq")
+
+    @property
+    def version(self) -> str:
+        """Counter bumped by every change, so a process knows when its copy is stale."""
+        return self._key("version")
+
+    @property
+    def switch(self) -> str:
+        """The server's prefs hash, which holds the memory's on/off switch."""
+        return server_prefs(self.guild)
+
+
+def server_memory(guild: str) -> MemoryKeys:
+    """The memory keys of a server (or of a DM's own place)."""
+    return MemoryKeys(guild)

@@ -36,6 +36,8 @@ from bot.core.observe import (
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
+from bot.core.tools.context import ToolContext
+from bot.core.tools.registry import TurnTools
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class TurnRunner:
         queue_depth: int,
         user_prefix: str = "discord",
         observer: Observer = NO_OBSERVER,
+        tools: TurnTools | None = None,
     ) -> None:
         self._service = service
         self._prefs = prefs
@@ -104,6 +107,7 @@ class TurnRunner:
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
         self._observer = observer
+        self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -165,12 +169,14 @@ class TurnRunner:
         existing: Sequence[SentMessage] = (),
         frontend: str = "other",
         images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
         press of its Regenerate finds it already the latest. `frontend` names the front-end in
-        metrics; `images` fetches the images the request sends (see TurnRequest)."""
+        metrics; `images` fetches the images the request sends (see TurnRequest); `context`
+        (where the turn happens and who asks) lets the turn use the tools that are on there."""
         with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
             CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
             answer = await self._answer(
@@ -182,6 +188,7 @@ class TurnRunner:
                 existing=existing,
                 frontend=frontend,
                 images=images,
+                context=context,
             )
             if finish is not None:
                 previous = None if answer.crashed else await self._remember(key, answer.render)
@@ -199,6 +206,7 @@ class TurnRunner:
         existing: Sequence[SentMessage],
         frontend: str,
         images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
@@ -222,6 +230,7 @@ class TurnRunner:
                 record=record,
                 regenerate=bool(existing),
                 images=images,
+                context=context,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -254,6 +263,7 @@ class TurnRunner:
         record: bool,
         regenerate: bool,
         images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
@@ -268,6 +278,7 @@ class TurnRunner:
                 record=record,
                 regenerate=regenerate,
                 images=images,
+                tools=await self._tools.for_turn(context) if self._tools and context else None,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
