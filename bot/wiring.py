@@ -129,7 +129,14 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds)
     last_answers = LastAnswers(redis)
-    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    turns = TurnRunner(
+        core.service,
+        prefs,
+        pacer,
+        last_answers,
+        queue_depth=settings.queue_depth,
+        web_max_results=settings.web_max_results,
+    )
     return BotServices(
         core=core,
         prefs=prefs,

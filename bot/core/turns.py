@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -24,13 +24,20 @@ from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEv
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
-from bot.core.prefs import Preferences
-from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
+from bot.core.prefs import Effective, Preferences, PrefName, answer_options, usage_footer
+from bot.core.renderer import (
+    FooterOptions,
+    MessageSink,
+    RenderResult,
+    ReplyRenderer,
+    SentMessage,
+)
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+Choices = Mapping[PrefName, Effective]
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -85,6 +92,7 @@ class TurnRunner:
         *,
         queue_depth: int,
         user_prefix: str = "discord",
+        web_max_results: int = 5,
     ) -> None:
         self._service = service
         self._prefs = prefs
@@ -92,6 +100,7 @@ class TurnRunner:
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
+        self._web_max_results = web_max_results
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -141,13 +150,21 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        web: bool | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
+        `web` turns web search on or off for this answer only (None: the choice in force).
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
         press of its Regenerate finds it already the latest."""
         answer = await self._answer(
-            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
+            key,
+            new_items,
+            asker_id=asker_id,
+            sink=sink,
+            record=record,
+            existing=existing,
+            web=web,
         )
         if finish is not None:
             previous = None if answer.crashed else await self._remember(key, answer.render)
@@ -163,13 +180,26 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        web: bool | None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
-        If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
+        The choices in force are read first, since the reply's footer depends on them. If Redis
+        fails (down, restarting, or the turn lock cannot be had), the answer ends with a
         one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
-        renderer = ReplyRenderer(sink, self._pacer, on_gone=running.stop.set, existing=existing)
+        choices: Choices | Exception
+        try:
+            choices = await self._prefs.effective(key)
+        except Exception as exc:  # noqa: BLE001 -- raised again in _run_turn, which tells it
+            choices = exc
+        renderer = ReplyRenderer(
+            sink,
+            self._pacer,
+            on_gone=running.stop.set,
+            existing=existing,
+            footer=self._footer(choices),
+        )
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
         feed = _FinalSeen(renderer.feed)
@@ -177,6 +207,8 @@ class TurnRunner:
         try:
             result = await self._run_turn(
                 key,
+                choices,
+                web=web,
                 new_items=new_items,
                 asker_id=asker_id,
                 running=running,
@@ -202,10 +234,22 @@ class TurnRunner:
         _log_usage(key, result)
         return Answer(turn=result, render=await render_task, crashed=crashed)
 
+    def _footer(self, choices: Choices | Exception) -> FooterOptions:
+        """What the lines under the answer show, from the choices in force."""
+        if isinstance(choices, Exception):
+            return FooterOptions(max_sources=self._web_max_results)
+        return FooterOptions(
+            requested_model=choices["model"].value,
+            max_sources=self._web_max_results,
+            usage=usage_footer(choices),
+        )
+
     async def _run_turn(
         self,
         key: ConversationKey,
+        choices: Choices | Exception,
         *,
+        web: bool | None,
         new_items: Sequence[HistoryItem],
         asker_id: int,
         running: Running,
@@ -213,17 +257,20 @@ class TurnRunner:
         record: bool,
         regenerate: bool,
     ) -> TurnResult:
-        """Read the choices in force and run the turn; a storage failure becomes a notice."""
+        """Run the turn with the choices in force (`web` overriding the web choice when given);
+        a storage failure, also in reading the choices, becomes a notice."""
         try:
-            prefs = await self._prefs.effective(key)
+            if isinstance(choices, Exception):
+                raise choices
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
                 user_key=f"{self._user_prefix}:{asker_id}",
-                model=prefs["model"].value,
-                instructions=_instructions(prefs["system"].value),
+                model=choices["model"].value,
+                instructions=_instructions(choices["system"].value),
                 record=record,
                 regenerate=regenerate,
+                options=answer_options(choices, web_max_results=self._web_max_results, web=web),
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:

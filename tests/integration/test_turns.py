@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.core.conversation import ConversationService
+from bot.core.errors import StorageError
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
@@ -35,6 +37,8 @@ KEY = ConversationKey("700", "701")
 OTHER = ConversationKey("700", "702")
 IO_GRACE = 0.05
 STOPPED = "-# ⏹️ Stopped."
+MODEL = "openai/gpt-4o-mini"
+"""The model the rig asks for, and the one the local Responses server says answered."""
 
 
 async def no_sleep(_seconds: float) -> None:
@@ -105,7 +109,7 @@ def run_with_rig(
                 client = ResponsesClient(session, base_url=server.url, api_key="k", sleep=no_sleep)
                 store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=600)
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
-                choices = prefs(redis, default_model="test/model", default_system="Be brief.")
+                choices = prefs(redis, default_model=MODEL, default_system="Be brief.")
                 last_answers = LastAnswers(redis)
                 runner = TurnRunner(
                     service, choices, EditPacer(), last_answers, queue_depth=queue_depth
@@ -344,3 +348,65 @@ def test_an_unexpected_failure_is_told_and_loses_stop(
     [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert record.exc_info is not None
     assert "broken preferences" in str(record.exc_info[1])
+
+
+def test_choices_in_force_shape_the_request_and_the_footer(redis_server: RedisServer) -> None:
+    """The reasoning, fallback and footer choices reach the request and the reply; `web` turns
+    web search on for that answer only; another model answering is named."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        prefs = Preferences(rig.redis, default_model=MODEL, default_system="Be brief.")
+        await prefs.set(KEY, "channel", "reasoning", "low")
+        await prefs.set(KEY, "channel", "fallbacks", "anthropic/claude-3.5-sonnet")
+        await prefs.set(KEY, "server", "footer", "on")
+        usage = {"input_tokens": 1200, "output_tokens": 30, "cost": 0.0025}
+        rig.server.push(
+            SseStream([sse_stream(["One."], usage=usage)]),
+            SseStream([sse_stream(["Two."], answered_by="anthropic/claude-3.5-sonnet")]),
+        )
+        sinks = [WatchedSink(channel="701"), WatchedSink(channel="701")]
+        await rig.runner.run(KEY, question("one"), asker_id=1, sink=sinks[0], web=True)
+        await rig.runner.run(KEY, question("two"), asker_id=1, sink=sinks[1])
+        return {
+            "bodies": [request.body for request in rig.server.requests],
+            "contents": [sink.messages() for sink in sinks],
+        }
+
+    result = run_with_rig(redis_server, scenario)
+    first, second = result["bodies"]
+    assert first["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert first["models"] == [MODEL, "anthropic/claude-3.5-sonnet"]
+    assert first["plugins"] == [{"id": "web", "max_results": 5}]
+    assert "plugins" not in second
+    assert first["instructions"] == second["instructions"]
+    assert result["contents"][0] == ["One.\n\n-# 1,200 in · 30 out · $0.0025"]
+    [two] = result["contents"][1]
+    assert two.startswith("Two.\n\n-# Answered by anthropic/claude-3.5-sonnet\n-# ")
+
+
+class UnreachablePreferences(Preferences):
+    """Choices whose store is down (Redis refusing connections)."""
+
+    async def effective(self, key: ConversationKey) -> dict[PrefName, Effective]:
+        """Fail as an unreachable Redis does."""
+        raise RedisConnectionError("Connection refused")
+
+
+def test_unreadable_choices_end_the_answer_with_a_storage_notice(
+    redis_server: RedisServer,
+) -> None:
+    """Choices that cannot be read: no request, the reply is the storage notice."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        sink = WatchedSink(channel="701")
+        answer = await rig.runner.run(KEY, question("hi"), asker_id=1, sink=sink)
+        return {
+            "messages": sink.messages(),
+            "crashed": answer.crashed,
+            "requests": len(rig.server.requests),
+        }
+
+    result = run_with_rig(redis_server, scenario, prefs=UnreachablePreferences)
+    assert result["messages"] == [f"-# ⚠️ {StorageError.default_user_message}"]
+    assert result["crashed"] is False
+    assert result["requests"] == 0
