@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WEB_DESCRIPTION = "Search the web and list the sources (default: the /web choice here)"
+THREAD_WEB_DESCRIPTION = "Search the web in this thread and list sources (default: the /web choice)"
+
 
 def thread_name(prompt: str) -> str:
     """A thread title from the prompt: one line, 1 to 100 characters."""
@@ -60,10 +63,19 @@ class ConversationCommands(CommandCog):
         name="ask", description="Ask the assistant; the channel's conversation is used"
     )
     @app_commands.describe(
-        prompt="Your question", private="Only you see the answer, and it is not kept"
+        prompt="Your question",
+        private="Only you see the answer, and it is not kept",
+        web=WEB_DESCRIPTION,
     )
-    async def ask(self, interaction: Interaction, prompt: str, private: bool = False) -> None:
-        """Answer in the channel (or privately) with the channel's history."""
+    async def ask(
+        self,
+        interaction: Interaction,
+        prompt: str,
+        private: bool = False,
+        web: bool | None = None,
+    ) -> None:
+        """Answer in the channel (or privately) with the channel's history; `web` searches the
+        web for this answer (or not), whatever the channel's choice."""
         if await self._refuse_input(interaction, prompt):
             return
         key = await guild_only(interaction)
@@ -79,16 +91,23 @@ class ConversationCommands(CommandCog):
 
         async def job() -> None:
             await turns.run(
-                key, [item], asker_id=asker, sink=sink, finish=finish, record=not private
+                key,
+                [item],
+                asker_id=asker,
+                sink=sink,
+                finish=finish,
+                record=not private,
+                web=web,
             )
 
         if not turns.submit(key, job):
             await interaction.edit_original_response(content=BUSY)
 
     @app_commands.command(name="chat", description="Start a thread conversation with the assistant")
-    @app_commands.describe(prompt="What to talk about")
-    async def chat(self, interaction: Interaction, prompt: str) -> None:
-        """Open a thread named from the prompt and answer in it; later messages continue it."""
+    @app_commands.describe(prompt="What to talk about", web=THREAD_WEB_DESCRIPTION)
+    async def chat(self, interaction: Interaction, prompt: str, web: bool | None = None) -> None:
+        """Open a thread named from the prompt and answer in it; later messages continue it.
+        `web` becomes the thread's own web search choice (the asker's conversation)."""
         if await self._refuse_input(interaction, prompt):
             return
         channel = interaction.channel
@@ -111,6 +130,8 @@ class ConversationCommands(CommandCog):
             return
         key = m.conversation_key(thread)
         await self.bot.prefs.set_owner(key, str(interaction.user.id))
+        if web is not None:
+            await self.bot.prefs.set(key, "channel", "web", "on" if web else "off")
         asker = interaction.user.id
         item = self._question(interaction, prompt, str(starter.id))
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
@@ -118,7 +139,7 @@ class ConversationCommands(CommandCog):
         finish = self.bot.answer_buttons.finisher(sink)
 
         async def job() -> None:
-            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish)
+            await turns.run(key, [item], asker_id=asker, sink=sink, finish=finish, web=web)
 
         turns.submit(key, job)
 
