@@ -201,3 +201,48 @@ async def test_usage_footer_for_the_server_and_settings_list_every_choice(
     assert "**Web search**: off (default)" in settings
     assert "**Fallback models**: none (default)" in settings
     assert len(settings) <= 2000
+
+
+async def test_chat_web_true_keeps_web_search_in_its_thread(stack: BotStack) -> None:
+    """/chat web:true: the first answer and the thread's follow-ups search the web, and the
+    thread's /web shows it as its channel choice."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    stack.script(answer(["Found."]), answer(["More."]))
+    await emu.inject_interaction(
+        "chat", {"prompt": "Latest news", "web": True}, user="alice", channel_id=channel.id
+    )
+    await emu.wait_until(
+        lambda: any(c.parent_id == channel.id for c in emu.world.channels.values())
+    )
+    thread = next(c for c in emu.world.channels.values() if c.parent_id == channel.id)
+    await stack.wait_for_final(thread.id)
+    await emu.inject_message(thread.id, "alice", "And more?")
+    await stack.wait_for_final(thread.id, count=2)
+    assert [r.body.get("plugins") for r in stack.requests()] == [
+        [{"id": "web", "max_results": 5}]
+    ] * 2
+    shown = await command(stack, "web", None, "bob", thread)
+    assert reply_text(shown) == "The web search here is on (from the channel setting)."
+
+
+async def test_reasoning_and_fallbacks_autocomplete(stack: BotStack) -> None:
+    """/reasoning suggests the efforts that start with what was typed; /fallbacks completes the
+    model after the last comma, keeping the ones before it."""
+    channel = stack.fresh_channel()
+    emu = stack.emu
+    efforts = await emu.inject_autocomplete(
+        "reasoning", "effort", "m", user="admin", channel_id=channel.id
+    )
+    models = await emu.inject_autocomplete(
+        "fallbacks", "models", f"{FALLBACK}, gem", user="admin", channel_id=channel.id
+    )
+    await emu.wait_until(
+        lambda: efforts.callback_body is not None and models.callback_body is not None
+    )
+    assert efforts.callback_body is not None
+    assert models.callback_body is not None
+    assert [c["value"] for c in efforts.callback_body["data"]["choices"]] == ["minimal", "medium"]
+    assert [c["value"] for c in models.callback_body["data"]["choices"]] == [
+        f"{FALLBACK}, google/gemini-2.0-flash"
+    ]

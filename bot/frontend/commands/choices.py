@@ -167,9 +167,9 @@ class ChoiceCommands(CommandCog):
     ) -> list[app_commands.Choice[str]]:
         """Model ids completing the last one typed (after the commas), and `none`."""
         head, _, last = current.rpartition(",")
-        prefix = f"{head}," if head else ""
+        prefix = f"{head.rstrip()}, " if head.strip() else ""
         names = [prefix + name for name in await self.bot.catalog.matching(last)]
-        if not head and "none".startswith(last.strip().lower()):
+        if not prefix and "none".startswith(last.strip().lower()):
             names.insert(0, "none")
         return [app_commands.Choice(name=n, value=n) for n in names if len(n) <= 100][:25]
 
