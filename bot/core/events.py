@@ -51,6 +51,8 @@ class Completed:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines shown below the answer besides the ones its kind brings (e.g. "not saved")."""
 
 
 STOPPED_REASON = "stopped"
@@ -65,6 +67,7 @@ class Incomplete:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class Failed:
 
     error: LLMError
     message_id: str | None = None
+    notices: tuple[str, ...] = ()
 
 
 StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed

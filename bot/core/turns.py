@@ -52,6 +52,11 @@ class Answer:
     crashed: bool = False
     """It failed with an unexpected exception (logged): no Regenerate, only its notice."""
 
+    @property
+    def regenerable(self) -> bool:
+        """Whether Regenerate may go on it: it ran normally and what it said was stored."""
+        return not self.crashed and self.turn.saved
+
 
 @dataclass(frozen=True, slots=True)
 class Finished:
@@ -150,7 +155,7 @@ class TurnRunner:
             key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
         )
         if finish is not None:
-            previous = None if answer.crashed else await self._remember(key, answer.render)
+            previous = await self._remember(key, answer.render) if answer.regenerable else None
             await finish(Finished(key, asker_id, answer, previous))
         return answer
 
@@ -230,7 +235,7 @@ class TurnRunner:
             log.warning("Conversation store failed in %s: %s", key, exc)
             failed = Failed(StorageError(str(exc)))
             feed(failed)
-            return TurnResult(text="", final=failed)
+            return TurnResult(text="", final=failed, saved=False)
 
     async def _remember(self, key: ConversationKey, render: RenderResult) -> list[str] | None:
         """Record the answer's messages as the latest; the ones it follows, if any."""

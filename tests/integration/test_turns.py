@@ -27,6 +27,7 @@ from bot.core.turns import Finished, TurnRunner
 from bot.frontend.answers import AnswerButtons
 from tests.support.fake_responses import FakeResponsesServer, SseStream, Wait, sse_stream
 from tests.support.recording_sink import RecordingSink
+from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_server import RedisServer
 from tests.support.virtual_time import run_virtual
 
@@ -86,6 +87,7 @@ class Rig:
     store: HistoryStore
     last_answers: LastAnswers
     redis: aioredis.Redis
+    proxy: RedisProxy
 
 
 def run_with_rig(
@@ -95,10 +97,14 @@ def run_with_rig(
     queue_depth: int = 5,
     prefs: type[Preferences] = Preferences,
 ) -> T:
-    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API."""
+    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API.
+
+    The runner reaches Redis through a proxy the scenario can cut (`rig.proxy`)."""
 
     async def main() -> T:
-        redis = aioredis.Redis.from_url(redis_server.url)
+        proxy = RedisProxy(redis_server.port)
+        await proxy.start()
+        redis = aioredis.Redis.from_url(proxy.url)
         await redis.flushdb()
         try:
             async with FakeResponsesServer() as server, aiohttp.ClientSession() as session:
@@ -110,9 +116,10 @@ def run_with_rig(
                 runner = TurnRunner(
                     service, choices, EditPacer(), last_answers, queue_depth=queue_depth
                 )
-                return await scenario(Rig(runner, server, store, last_answers, redis))
+                return await scenario(Rig(runner, server, store, last_answers, redis, proxy))
         finally:
             await redis.aclose()
+            await proxy.stop()
 
     return run_virtual(main(), io_grace=IO_GRACE)
 
@@ -344,3 +351,45 @@ def test_an_unexpected_failure_is_told_and_loses_stop(
     [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert record.exc_info is not None
     assert "broken preferences" in str(record.exc_info[1])
+
+
+def test_an_answer_that_could_not_be_stored_says_so_and_gets_no_regenerate(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is lost while the answer streams: its last line says it was not saved, it gets no
+    Regenerate and is not remembered as the latest answer; the question stored at the start
+    stays."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        release = asyncio.Event()
+        rig.server.push(first_then_held("Partial", release, "msg_lost"))
+        sink = WatchedSink(channel="701")
+        buttons = AnswerButtons(rig.runner, rig.last_answers, EditPacer(), lambda _id: None)
+        finished = asyncio.Event()
+
+        async def job() -> None:
+            await rig.runner.run(
+                KEY, question("hi"), asker_id=1, sink=sink, finish=buttons.finisher(sink)
+            )
+            finished.set()
+
+        rig.runner.submit(KEY, job)
+        await sink.wait_for(lambda: any("Partial" in c for c in sink.messages()))
+        await rig.proxy.cut()
+        release.set()
+        await finished.wait()
+        rig.proxy.restore()
+        return {
+            "messages": sink.messages(),
+            "views": sink.views,
+            "latest": await rig.last_answers.get(KEY),
+            "history": [(i.role, i.text) for i in await rig.store.load(KEY)],
+        }
+
+    result = run_with_rig(redis_server, scenario)
+    assert result["messages"] == [
+        "Partial and more\n\n-# ⚠️ This answer could not be saved, so I won't remember it."
+    ]
+    assert result["views"] == [("701-0", None)]
+    assert result["latest"] is None
+    assert result["history"] == []  # point 9 stores the question at the start
