@@ -111,6 +111,10 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            if turn.record and turn.new_items:
+                # Kept from the start, so a process that dies mid-answer has not lost the
+                # question; the answer is appended when it ends (see _store).
+                await self.store.append(turn.key, turn.new_items, trim=False)
             items = [*history, *turn.new_items]
             if not items:  # the API requires input; there is nothing to ask
                 failed = Failed(NothingToAnswerError("the turn has no input"))
@@ -153,24 +157,24 @@ class ConversationService:
             result.final = replace(final, notices=(*final.notices, NOT_SAVED_NOTICE))
 
     async def _store(self, turn: TurnRequest, result: TurnResult) -> list[HistoryItem]:
-        """Keep the user's items and the answer so far; a failed answer is kept as incomplete."""
+        """Keep the answer so far after the user's items stored at the start (a failed answer
+        as incomplete); returns the turn's items."""
         final = result.final
         # An answer that failed before the API named its message gets an id now, so every later
         # request sends the same one.
         message_id = final.message_id or f"msg_{secrets.token_hex(12)}"
-        items = turn_items(
-            turn.new_items,
+        answer = turn_items(
+            (),
             result.text,
             status="completed" if isinstance(final, Completed) else "incomplete",
             message_id=message_id,
         )
         if turn.regenerate:
-            answer = [i for i in items if i.role == "assistant"]
             if answer and not await self.store.replace_last_assistant(turn.key, answer[0]):
                 await self.store.append(turn.key, answer)
             return answer
-        await self.store.append(turn.key, items)
-        return items
+        await self.store.append(turn.key, answer)  # trims (also when no text came)
+        return [*turn.new_items, *answer]
 
 
 def _without_last_answer(history: list[HistoryItem]) -> list[HistoryItem]:

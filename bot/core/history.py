@@ -36,11 +36,15 @@ TRIM_TO: Final = 0.5
 """Past a limit, history is trimmed to this share of it (see the module docstring)."""
 _ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
 _STATUSES: Final[frozenset[str]] = frozenset({"completed", "incomplete"})
+_NO_LIMIT: Final = 2**52
+"""A limit no conversation reaches: an append with it never trims."""
 
 # KEYS: the items list, then every other key whose TTL is refreshed.
 # ARGV: max items, max characters, items and characters to trim down to, TTL in ms, then the
-# encoded items to append. Past either maximum, whole exchanges go from the oldest on until
-# both targets are met (the appended items always stay). Returns how many items were trimmed.
+# encoded items to append (maybe none). Past either maximum, whole exchanges go from the oldest
+# on until both targets are met. The newest exchange always stays: the appended items and, when
+# they continue an exchange (an answer appended after its question), that whole exchange.
+# Returns how many items were trimmed.
 _APPEND_LUA: Final = """
 local list_key = KEYS[1]
 local max_items = tonumber(ARGV[1])
@@ -65,13 +69,20 @@ for i = 1, total do
   end
   sizes[i], starts[i], chars = size, start, chars + size
 end
+local protect = first_new
+for i = math.min(first_new, total), 1, -1 do
+  if starts[i] then
+    protect = i
+    break
+  end
+end
 local head = 1
 if total <= max_items and chars <= max_chars then
   keep_items, keep_chars = total, chars
 end
-while head < first_new and (total - head + 1 > keep_items or chars > keep_chars) do
+while head < protect and (total - head + 1 > keep_items or chars > keep_chars) do
   chars, head = chars - sizes[head], head + 1
-  while head < first_new and not starts[head] do
+  while head < protect and not starts[head] do
     chars, head = chars - sizes[head], head + 1
   end
 end
@@ -273,16 +284,23 @@ class HistoryStore:
                 log.warning("Skipped history item %d of %s: %s", position, key, error)
         return items
 
-    async def append(self, key: ConversationKey, items: Sequence[HistoryItem]) -> int:
+    async def append(
+        self, key: ConversationKey, items: Sequence[HistoryItem], *, trim: bool = True
+    ) -> int:
         """Append one turn's items atomically, trim in blocks past a limit, refresh the TTL.
 
-        Returns how many old items the append trimmed. An answer without an id gets one here,
-        so every later request sends it with the same id.
+        A turn may be stored in two appends: its user items when it starts (`trim=False`, so
+        the request about to be sent is exactly what is stored), then its answer (maybe none),
+        which trims as if the whole exchange had come at once. Returns how many old items the
+        append trimmed. An answer without an id gets one here, so every later request sends
+        it with the same id.
         """
-        if not items:
+        if not items and not trim:
             return 0
         encoded = [encode_item(_with_id(item), starts_turn=i == 0) for i, item in enumerate(items)]
         limits = [self.max_items, self.max_chars, self.trim_to_items, self.trim_to_chars]
+        if not trim:
+            limits = [_NO_LIMIT] * len(limits)
         args: list[int | str] = [*limits, self._ttl_ms, *encoded]
         trimmed = await self._append_script(keys=self.keys_of(key), args=args)
         return int(trimmed)

@@ -146,6 +146,31 @@ async def test_never_trims_the_current_turn(redis_client: aioredis.Redis) -> Non
     assert await store.load(KEY) == big_turn
 
 
+async def test_a_turn_stored_in_two_appends_is_trimmed_as_one_exchange(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The question appended at the start (no trim) and the answer at the end: the answer's
+    append trims as the whole exchange's would, and never drops its own question."""
+    store = store_for(redis_client, max_items=2, max_chars=10)
+    await store.append(KEY, exchange(0))
+    question = [user("x" * 30), user("y" * 30)]
+    assert await store.append(KEY, question, trim=False) == 0
+    assert await store.load(KEY) == [*exchange(0), *question]
+    assert await store.append(KEY, [answer("z" * 30)]) == 2
+    assert await store.load(KEY) == [*question, answer("z" * 30)]
+
+
+async def test_a_turn_without_an_answer_still_trims(redis_client: aioredis.Redis) -> None:
+    """A turn whose answer brought no text (an error at once) ends with an empty append that
+    still trims, keeping the turn's question."""
+    store = store_for(redis_client, max_items=4)
+    for n in range(2):
+        await store.append(KEY, exchange(n))
+    await store.append(KEY, [user("q2")], trim=False)
+    assert await store.append(KEY, []) == 4
+    assert texts(await store.load(KEY)) == ["q2"]
+
+
 async def test_trimming_starts_history_at_a_user_item(redis_client: aioredis.Redis) -> None:
     """A turn that stored no answer still leaves a history that begins with a user item."""
     store = store_for(redis_client, max_items=3)

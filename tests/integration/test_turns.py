@@ -392,4 +392,4 @@ def test_an_answer_that_could_not_be_stored_says_so_and_gets_no_regenerate(
     ]
     assert result["views"] == [("701-0", None)]
     assert result["latest"] is None
-    assert result["history"] == []  # point 9 stores the question at the start
+    assert result["history"] == [("user", "hi")]
