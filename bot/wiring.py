@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.models import ModelCatalog
@@ -49,6 +50,7 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    inflight: InFlightAnswers
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +116,15 @@ def build_bot_services(
     )
     pacer = EditPacer(min_interval=settings.edit_interval_seconds)
     last_answers = LastAnswers(redis)
-    turns = TurnRunner(core.service, prefs, pacer, last_answers, queue_depth=settings.queue_depth)
+    inflight = InFlightAnswers(redis)
+    turns = TurnRunner(
+        core.service,
+        prefs,
+        pacer,
+        last_answers,
+        queue_depth=settings.queue_depth,
+        inflight=inflight,
+    )
     return BotServices(
         core=core,
         prefs=prefs,
@@ -122,4 +132,5 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        inflight=inflight,
     )

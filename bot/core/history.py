@@ -129,6 +129,42 @@ return removed
 """
 
 
+# KEYS: the items list, then every other key whose TTL is refreshed.
+# ARGV: TTL in ms, the `ref` of a user item, one encoded item. Puts the item right after the
+# last user item with that ref (at the end when the ref is empty). Returns 1 when it went to
+# the end (it is the newest answer), 0 when later items follow it, -1 when no such user item
+# is left (the conversation was reset or trimmed meanwhile: nothing is stored).
+_INSERT_AFTER_LUA: Final = """
+local list_key = KEYS[1]
+local all = redis.call('LRANGE', list_key, 0, -1)
+local at = #all
+if ARGV[2] ~= '' then
+  at = nil
+  for i = #all, 1, -1 do
+    local ok, item = pcall(cjson.decode, all[i])
+    if ok and type(item) == 'table' and item.role == 'user' and item.ref == ARGV[2] then
+      at = i
+      break
+    end
+  end
+  if at == nil then
+    return -1
+  end
+end
+local newest = 0
+if at == #all then
+  redis.call('RPUSH', list_key, ARGV[3])
+  newest = 1
+else
+  redis.call('LINSERT', list_key, 'AFTER', all[at], ARGV[3])
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+end
+return newest
+"""
+
+
 class StoredItemError(ValueError):
     """A stored history item is not valid JSON of a schema version this code reads."""
 
@@ -256,6 +292,7 @@ class HistoryStore:
         self._companion_keys = tuple(companion_keys)
         self._append_script = redis.register_script(_APPEND_LUA)
         self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)
+        self._insert_after_script = redis.register_script(_INSERT_AFTER_LUA)
 
     def keys_of(self, key: ConversationKey) -> list[str]:
         """Every Redis key of a conversation this store writes or keeps alive, items first."""
@@ -321,3 +358,13 @@ class HistoryStore:
         """Remove and return the assistant items after the last user item (oldest first)."""
         removed = await self._replace_tail_script(keys=self.keys_of(key), args=[self._ttl_ms])
         return self._decode_all(key, removed)
+
+    async def insert_after(self, key: ConversationKey, ref: str, item: HistoryItem) -> bool | None:
+        """Put an answer right after the last user item with `ref` (the end, for an empty ref).
+
+        True when it is now the newest item, False when later turns follow it, None when that
+        question is no longer stored (nothing is written then). No trimming: the next turn's
+        append trims."""
+        args: list[int | str] = [self._ttl_ms, ref, encode_item(_with_id(item))]
+        placed = int(await self._insert_after_script(keys=self.keys_of(key), args=args))
+        return None if placed < 0 else placed == 1

@@ -21,6 +21,7 @@ from bot.core.conversation import (
 )
 from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -90,8 +91,10 @@ class TurnRunner:
         *,
         queue_depth: int,
         user_prefix: str = "discord",
+        inflight: InFlightAnswers | None = None,
     ) -> None:
         self._service = service
+        self._inflight = inflight
         self._prefs = prefs
         self._pacer = pacer
         self._last_answers = last_answers
@@ -150,14 +153,34 @@ class TurnRunner:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest."""
-        answer = await self._answer(
-            key, new_items, asker_id=asker_id, sink=sink, record=record, existing=existing
-        )
-        if finish is not None:
-            previous = await self._remember(key, answer.render) if answer.regenerable else None
-            await finish(Finished(key, asker_id, answer, previous))
-        return answer
+        press of its Regenerate finds it already the latest. A stored answer is recorded as in
+        flight until its buttons are finished, so a start after a crash can finish its reply."""
+        inflight = None
+        if record and self._inflight is not None:
+            inflight = await self._inflight.begin(
+                key,
+                asker_id=asker_id,
+                sink=sink.send_bucket.partition(":")[0],
+                question_ref=new_items[-1].ref if new_items else "",
+                existing=[m.id for m in existing],
+            )
+        try:
+            answer = await self._answer(
+                key,
+                new_items,
+                asker_id=asker_id,
+                sink=inflight.tracking(sink) if inflight else sink,
+                record=record,
+                existing=existing,
+            )
+            if finish is not None:
+                regenerable = answer.regenerable
+                previous = await self._remember(key, answer.render) if regenerable else None
+                await finish(Finished(key, asker_id, answer, previous))
+            return answer
+        finally:
+            if inflight is not None:
+                await inflight.end()
 
     async def _answer(
         self,
