@@ -297,7 +297,11 @@ def unmarked(content: str, marker: str = STREAMING_MARKER) -> str:
 
 def answer_text(contents: Sequence[str]) -> str:
     """The answer the messages of a reply show (markers removed), without the fence closers
-    and reopeners the cuts between messages added."""
+    and reopeners the cuts between messages added.
+
+    Whitespace at the cuts is not kept (parts are joined by a line break), and a code block
+    that really ends at a cut, followed at once by one that opens the same way, reads back as
+    one block: close enough for the model's memory of an answer cut short."""
     parts = [unmarked(content) for content in contents]
     texts = []
     state = None

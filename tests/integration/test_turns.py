@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from bot.core.conversation import ConversationService
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -88,6 +89,7 @@ class Rig:
     last_answers: LastAnswers
     redis: aioredis.Redis
     proxy: RedisProxy
+    inflight: InFlightAnswers | None = None
 
 
 def run_with_rig(
@@ -96,6 +98,7 @@ def run_with_rig(
     *,
     queue_depth: int = 5,
     prefs: type[Preferences] = Preferences,
+    inflight: bool = False,
 ) -> T:
     """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API.
 
@@ -113,10 +116,17 @@ def run_with_rig(
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
                 choices = prefs(redis, default_model="test/model", default_system="Be brief.")
                 last_answers = LastAnswers(redis)
+                records = InFlightAnswers(redis, process_id="runner") if inflight else None
                 runner = TurnRunner(
-                    service, choices, EditPacer(), last_answers, queue_depth=queue_depth
+                    service,
+                    choices,
+                    EditPacer(),
+                    last_answers,
+                    queue_depth=queue_depth,
+                    inflight=records,
                 )
-                return await scenario(Rig(runner, server, store, last_answers, redis, proxy))
+                rig = Rig(runner, server, store, last_answers, redis, proxy, records)
+                return await scenario(rig)
         finally:
             await redis.aclose()
             await proxy.stop()
