@@ -65,22 +65,31 @@ async def test_sigterm_mid_answer_exits_0_and_keeps_the_text_so_far(tmp_path: Pa
     assert "Traceback" not in stack.bot.stderr_text()
 
 
-async def test_sigkill_mid_answer_is_finished_by_the_next_start(tmp_path: Path) -> None:
-    """A bot killed mid-answer (SIGKILL): the next process on the same Redis finishes the reply
-    (its text with a notice, no marker, no Stop), keeps the question and the partial answer
-    (incomplete) in the history, holds no dead lock, and answers the next mention."""
+@pytest.mark.parametrize("trigger", ["mention", "ask"])
+async def test_sigkill_mid_answer_is_finished_by_the_next_start(
+    tmp_path: Path, trigger: str
+) -> None:
+    """A bot killed mid-answer (SIGKILL), to a mention or to a public /ask: the next process on
+    the same Redis finishes the reply (its text with a notice, no marker, no Stop), keeps the
+    question and the partial answer (incomplete) in the history, holds no dead lock, and
+    answers the next mention."""
     async with running_stack(tmp_path, channels=1) as stack:
         emu = stack.emu
         channel = stack.fresh_channel()
         stack.script(answer([f"word{n} " for n in range(200)], pace=0.1))
-        await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} talk")
+        if trigger == "mention":
+            await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} talk")
+        else:
+            await emu.inject_interaction(
+                "ask", {"prompt": "talk"}, user="alice", channel_id=channel.id
+            )
         await emu.wait_until(
             lambda: any("word3" in m.content for m in emu.bot_messages(channel.id))
         )
         assert stack.bot.proc is not None
         stack.bot.proc.send_signal(signal.SIGKILL)
         assert await stack.bot.wait() == -signal.SIGKILL
-        [reply] = emu.bot_messages(channel.id)
+        [reply] = [m for m in emu.bot_messages(channel.id) if "word3" in m.content]
         assert reply.content.endswith(STREAMING_MARKER)
         assert has_button(reply, "stop")
         identified = emu.gateway.identifies
