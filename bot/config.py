@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.core.options import (
+    MAX_WEB_RESULTS,
+    NO_FALLBACKS,
+    effort_or_none,
+    model_list,
+    parse_effort,
+    parse_model_list,
+)
 
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -45,7 +54,9 @@ class Settings(BaseSettings):
         "You are a helpful assistant in a Discord server. Answer concisely and use Discord "
         "markdown."
     )
-    max_output_tokens: int = Field(default=1024, ge=16, le=200_000)
+    # Reasoning models spend output tokens on thinking before the first word of the answer:
+    # 1,024 was often gone before the answer began.
+    max_output_tokens: int = Field(default=4096, ge=16, le=200_000)
     max_input_chars: int = Field(default=8000, ge=1, le=1_000_000)
     history_max_messages: int = Field(default=40, ge=2, le=10_000)
     history_max_chars: int = Field(default=40_000, ge=1000, le=10_000_000)
@@ -53,6 +64,49 @@ class Settings(BaseSettings):
     edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
     queue_depth: int = Field(default=5, ge=0, le=100)
     reply_mentions_author: bool = True
+    user_rate_per_minute: int = Field(default=6, ge=0, le=10_000)
+    limit_admins: bool = False
+    server_daily_tokens: int = Field(default=0, ge=0)
+    server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    image_history: int = Field(default=3, ge=0, le=20)
+    reasoning_effort: str = ""
+    web_search: bool = False
+    web_max_results: int = Field(default=5, ge=1, le=MAX_WEB_RESULTS)
+    fallback_models: str = ""
+    usage_footer: bool = False
+
+    @field_validator("reasoning_effort")
+    @classmethod
+    def _effort(cls, value: str) -> str:
+        """Empty (the model's own default), auto, or one of the efforts."""
+        return parse_effort(value) if value.strip() else ""
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallbacks(cls, value: str) -> str:
+        """Comma-separated model ids, at most two; stored in canonical form ("" for none)."""
+        stored = parse_model_list(value)
+        return "" if stored == NO_FALLBACKS else stored
+
+    @property
+    def reasoning(self) -> str | None:
+        """The configured reasoning effort, or None for the model's own default."""
+        return effort_or_none(self.reasoning_effort)
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        """The configured fallback models, in order."""
+        return model_list(self.fallback_models)
+
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_content: bool = False
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    memory_enabled: bool = False
+    memory_max_facts: int = Field(default=500, ge=1, le=100_000)
 
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod
@@ -61,6 +115,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any, info: ValidationInfo) -> Any:
+        """LOG_LEVEL=debug and LOG_FORMAT=JSON mean the same as their usual spelling."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("discord_token", "openrouter_api_key", mode="before")
     @classmethod
@@ -83,7 +146,7 @@ def _first_error_line(exc: ValidationError) -> str:
     """One sentence naming the variable of the first error, never echoing its value."""
     err = exc.errors(include_input=False, include_url=False)[0]
     name = str(err["loc"][0]).upper() if err["loc"] else "a setting"
-    msg = str(err["msg"]).replace("Value error, ", "")
+    msg = str(err["msg"]).replace("Value error, ", "").rstrip(".")
     return f"Setting {name} is invalid: {msg}."
 
 

@@ -17,10 +17,14 @@ from bot.core.history import HistoryStore
 from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
+from bot.core.limits import UsageLimits
 from bot.core.models import ModelCatalog
+from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -51,6 +55,7 @@ class BotServices:
     last_answers: LastAnswers
     turns: TurnRunner
     inflight: InFlightAnswers
+    memory: MemoryTools
 
 
 @contextlib.asynccontextmanager
@@ -93,6 +98,44 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
     )
 
 
+def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
+    """The per-channel and per-server choices, with the configured defaults."""
+    return Preferences(
+        redis,
+        default_model=settings.default_model,
+        default_system=settings.system_prompt,
+        default_reasoning=settings.reasoning_effort or "auto",
+        default_web="on" if settings.web_search else "off",
+        default_fallbacks=settings.fallback_models or "none",
+        default_footer="on" if settings.usage_footer else "off",
+    )
+
+
+def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
+    """The per-member rate and per-server daily budgets from the settings."""
+    return UsageLimits(
+        redis,
+        user_rate_per_minute=settings.user_rate_per_minute,
+        limit_admins=settings.limit_admins,
+        daily_tokens=settings.server_daily_tokens,
+        daily_cost_usd=settings.server_daily_cost_usd,
+    )
+
+
+def make_memory(
+    settings: Settings, redis: aioredis.Redis, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -101,22 +144,30 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
     )
     store = make_store(settings, redis)
     service = ConversationService(
-        client, store, TurnLock(redis), max_output_tokens=settings.max_output_tokens
+        client,
+        store,
+        TurnLock(redis),
+        max_output_tokens=settings.max_output_tokens,
+        image_history=settings.image_history,
     )
     return Core(service=service, store=store)
 
 
 def build_bot_services(
-    settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    redis: aioredis.Redis,
+    *,
+    observer: Observer = NO_OBSERVER,
 ) -> BotServices:
-    """The core plus the services the Discord bot needs, each from its own settings."""
+    """The core plus the services the Discord bot needs, each from its own settings; the
+    answers and the pacing report to `observer` (metrics)."""
     core = build_core(settings, session, redis)
-    prefs = Preferences(
-        redis, default_model=settings.default_model, default_system=settings.system_prompt
-    )
-    pacer = EditPacer(min_interval=settings.edit_interval_seconds)
+    prefs = make_prefs(settings, redis)
+    pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
     inflight = InFlightAnswers(redis)
+    memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
@@ -124,6 +175,8 @@ def build_bot_services(
         last_answers,
         queue_depth=settings.queue_depth,
         inflight=inflight,
+        observer=observer,
+        tools=memory,
     )
     return BotServices(
         core=core,
@@ -133,4 +186,5 @@ def build_bot_services(
         last_answers=last_answers,
         turns=turns,
         inflight=inflight,
+        memory=memory,
     )

@@ -24,8 +24,12 @@ from bot.core.events import (
     TextDelta,
 )
 from bot.core.history import HistoryStore, turn_items
+from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
+from bot.core.tools.loop import EventSource, ToolLoop
+from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,11 @@ class UnexpectedTurnError(LLMError):
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """What one turn needs: where, what was said, by whom, and how to answer."""
+    """What one turn needs: where, what was said, by whom, and how to answer.
+
+    `images` fetches the images of this turn's request (the newest `image_history` of its
+    items); without it every image is sent as its text placeholder.
+    """
 
     key: ConversationKey
     new_items: Sequence[HistoryItem]
@@ -56,6 +64,9 @@ class TurnRequest:
     instructions: str
     record: bool = True
     regenerate: bool = False
+    images: ImageSource | None = None
+    options: AnswerOptions = field(default_factory=AnswerOptions)
+    tools: Toolset | None = None
 
 
 @dataclass(slots=True)
@@ -93,11 +104,13 @@ class ConversationService:
         lock: TurnLock,
         *,
         max_output_tokens: int,
+        image_history: int = 3,
     ) -> None:
         self.client = client
         self.store = store
         self.lock = lock
         self.max_output_tokens = max_output_tokens
+        self.image_history = image_history
 
     async def run_turn(
         self,
@@ -120,6 +133,8 @@ class ConversationService:
                 failed = Failed(NothingToAnswerError("the turn has no input"))
                 on_event(failed)
                 return TurnResult(text="", final=failed)
+            refs = [ref for item in items for ref in item.images]
+            images = await resolve_images(refs, turn.images, limit=self.image_history)
             request = self.client.build_request(
                 items,
                 instructions=turn.instructions,
@@ -127,10 +142,15 @@ class ConversationService:
                 max_output_tokens=self.max_output_tokens,
                 user_key=turn.user_key,
                 conversation_key=str(turn.key),
+                images=images,
+                options=turn.options,
             )
             collected = _Collected(on_event)
+            source: EventSource = (
+                self.client if turn.tools is None else ToolLoop(self.client, turn.tools)
+            )
             try:
-                await _stream_until_stopped(self.client, request, collected, stop)
+                await _stream_until_stopped(source, request, collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))
@@ -220,7 +240,7 @@ class _Collected:
 
 
 async def _stream_until_stopped(
-    client: ResponsesClient,
+    client: EventSource,
     request: dict[str, Any],
     collected: _Collected,
     stop: asyncio.Event | None,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bot.core.errors import LLMError
+from bot.core.images import ImageRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,9 +18,13 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
-    """Reasoning text; never shown as part of the answer."""
+    """The model is reasoning. `summary` text is the model's own summary of its reasoning, fit
+    to show as a status; other text is the raw chain of thought, never shown. Neither is part
+    of the answer or of the history. The text is empty when only the start of reasoning is
+    known (a reasoning item began)."""
 
     text: str
+    summary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,43 @@ class Failed:
     notices: tuple[str, ...] = ()
 
 
-StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A function tool call the model finished writing: the `function_call` item's fields as
+    the API sent them (`arguments` is the JSON text, not yet parsed)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str = ""
+
+    def as_input(self) -> dict[str, Any]:
+        """The `function_call` input item that sends this call back, exactly as received."""
+        item: dict[str, Any] = {"type": "function_call"}
+        if self.item_id:
+            item["id"] = self.item_id
+        item.update(call_id=self.call_id, name=self.name, arguments=self.arguments)
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    """A passing line shown under the answer while something runs (e.g. `-# 🧠 Remembering…`
+    while a tool works); empty text takes it away. Never part of the answer."""
+
+    text: str
+
+
+StreamEvent = (
+    TextDelta
+    | ReasoningDelta
+    | Citation
+    | FunctionCall
+    | StatusLine
+    | Completed
+    | Incomplete
+    | Failed
+)
 FinalEvent = Completed | Incomplete | Failed
 
 Role = Literal["user", "assistant"]
@@ -93,7 +134,11 @@ class HistoryItem:
 
     User items carry the speaker's display name (shown to the model as a `[Name]: ` prefix);
     assistant items carry the API's output message id and status, which the API requires when
-    the item is sent back. `ref` is the platform message id it came from, when there is one.
+    the item is sent back. `ref` is the platform message id it came from, when there is one
+    (for an answer, the first message that shows it). `author` is the platform user id of a
+    user item's sender: it is never sent to the model (the label shows only a hash of it) and
+    lets a member's messages be found and forgotten.
+    `images` are the images a user item carried, by reference (see bot.core.images).
     """
 
     role: Role
@@ -102,3 +147,5 @@ class HistoryItem:
     item_id: str = ""
     status: ItemStatus = "completed"
     ref: str = ""
+    author: str = ""
+    images: tuple[ImageRef, ...] = ()

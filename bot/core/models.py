@@ -3,6 +3,11 @@
 Autocomplete must answer within Discord's ~3 s, so the list is fetched with a short timeout, one
 fetch at a time (callers on a cold cache share it), and a failure is remembered for a minute so
 each keystroke does not ask again; meanwhile the catalog answers from what it already knows.
+
+Besides the names, the catalog keeps each model's `architecture.input_modalities`, so a
+question with images can be refused at once for a model that reads only text. The Redis copy
+is `{"models": {id: [modality, ...] or null}}`; a plain list of names (the older form) still
+reads, with every model's modalities unknown.
 """
 
 from __future__ import annotations
@@ -27,17 +32,44 @@ MEMORY_SECONDS = 300.0
 FAILURE_SECONDS = 60.0
 
 
-def parse_cached(raw: bytes | str | None) -> list[str] | None:
-    """The names in a cached value, or None when it is missing or not a JSON list of strings."""
+Modalities = tuple[str, ...] | None
+"""A model's input modalities (e.g. ("text", "image")), or None when the list does not say."""
+
+
+def parse_cached(raw: bytes | str | None) -> dict[str, Modalities] | None:
+    """The models in a cached value with their input modalities; None when it is missing or
+    malformed. A JSON list of names (the older form) gives names with unknown modalities."""
     if raw is None:
         return None
     try:
         value = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return dict.fromkeys(value)
+    models = value.get("models") if isinstance(value, dict) else None
+    if not isinstance(models, dict):
         return None
-    return value
+    parsed: dict[str, Modalities] = {}
+    for name, modalities in models.items():
+        if modalities is None:
+            parsed[name] = None
+        elif isinstance(modalities, list) and all(isinstance(m, str) for m in modalities):
+            parsed[name] = tuple(modalities)
+        else:
+            return None
+    return parsed
+
+
+def _entry_modalities(entry: dict[str, object]) -> Modalities:
+    """The `architecture.input_modalities` of one /models entry, or None when absent."""
+    architecture = entry.get("architecture")
+    if not isinstance(architecture, dict):
+        return None
+    modalities = architecture.get("input_modalities")
+    if not isinstance(modalities, list):
+        return None
+    return tuple(str(m) for m in modalities)
 
 
 class ModelCatalog:
@@ -61,47 +93,64 @@ class ModelCatalog:
         self.memory_seconds = memory_seconds
         self.failure_seconds = failure_seconds
         self._clock = clock
-        self._known: list[str] = []
+        self._known: dict[str, Modalities] = {}
         self._known_until = float("-inf")
-        self._loading: asyncio.Task[list[str]] | None = None
+        self._loading: asyncio.Task[dict[str, Modalities]] | None = None
 
     async def names(self) -> list[str]:
         """Every model id, from memory, Redis or one shared fetch; what is known if unreachable."""
+        return sorted(await self._models())
+
+    async def takes_images(self, model: str) -> bool | None:
+        """Whether `model` reads images; None when unknown (list unreachable, model or its
+        modalities not listed). A routing suffix such as `:online` is looked up by its base."""
+        models = await self._models()
+        if model not in models:
+            model = model.split(":", 1)[0]
+        modalities = models.get(model)
+        return None if modalities is None else "image" in modalities
+
+    async def image_models(self) -> list[str]:
+        """The ids of every listed model known to read images, sorted."""
+        return sorted(m for m, mods in (await self._models()).items() if mods and "image" in mods)
+
+    async def _models(self) -> dict[str, Modalities]:
+        """Every model with its input modalities, from memory, Redis or one shared fetch."""
         if self._clock() < self._known_until:
-            return list(self._known)
+            return self._known
         if self._loading is None:
             self._loading = asyncio.create_task(self._load())
             self._loading.add_done_callback(self._loading_done)
         # Shielded: a caller that gives up (an expired autocomplete) does not cancel the others.
-        return list(await asyncio.shield(self._loading))
+        return await asyncio.shield(self._loading)
 
-    def _loading_done(self, task: asyncio.Task[list[str]]) -> None:
+    def _loading_done(self, task: asyncio.Task[dict[str, Modalities]]) -> None:
         """Let the next caller after this load start a new one."""
         if self._loading is task:
             self._loading = None
 
-    async def _load(self) -> list[str]:
+    async def _load(self) -> dict[str, Modalities]:
         """Redis's copy, else a fresh fetch; a failed fetch keeps the old names for a while."""
         cached = await self._read_cache()
         if cached is not None:
             return self._remember(cached, self.memory_seconds)
         try:
-            names = await self._fetch()
+            models = await self._fetch()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning(
                 "Could not fetch the model list from %s: %s: %s", self.url, type(exc).__name__, exc
             )
             return self._remember(self._known, self.failure_seconds)
-        await self._write_cache(names)
-        return self._remember(names, self.memory_seconds)
+        await self._write_cache(models)
+        return self._remember(models, self.memory_seconds)
 
-    def _remember(self, names: list[str], seconds: float) -> list[str]:
-        """Keep `names` in memory and answer from them for `seconds`."""
-        self._known = names
+    def _remember(self, models: dict[str, Modalities], seconds: float) -> dict[str, Modalities]:
+        """Keep `models` in memory and answer from them for `seconds`."""
+        self._known = models
         self._known_until = self._clock() + seconds
-        return names
+        return models
 
-    async def _read_cache(self) -> list[str] | None:
+    async def _read_cache(self) -> dict[str, Modalities] | None:
         """The names cached in Redis; None when absent, corrupt or Redis is unreachable."""
         try:
             raw = await self.redis.get(CACHE_KEY)
@@ -110,14 +159,15 @@ class ModelCatalog:
             return None
         return parse_cached(raw)
 
-    async def _write_cache(self, names: list[str]) -> None:
-        """Cache the names in Redis for an hour; a failure only costs a later refetch."""
+    async def _write_cache(self, models: dict[str, Modalities]) -> None:
+        """Cache the models in Redis for an hour; a failure only costs a later refetch."""
+        value = json.dumps({"models": {name: models[name] for name in sorted(models)}})
         try:
-            await self.redis.set(CACHE_KEY, json.dumps(names), ex=CACHE_SECONDS)
+            await self.redis.set(CACHE_KEY, value, ex=CACHE_SECONDS)
         except RedisError as exc:
             log.warning("Could not cache the model list: %s", exc)
 
-    async def _fetch(self) -> list[str]:
+    async def _fetch(self) -> dict[str, Modalities]:
         """Download the list under the short timeout; the models endpoint needs no key."""
         async with self.session.get(self.url, timeout=self.timeout) as resp:
             resp.raise_for_status()
@@ -125,7 +175,8 @@ class ModelCatalog:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise ValueError("the model list has no data array")
-        return sorted({str(m["id"]) for m in data if isinstance(m, dict) and "id" in m})
+        entries = [m for m in data if isinstance(m, dict) and "id" in m]
+        return {str(m["id"]): _entry_modalities(m) for m in entries}
 
     async def matching(self, text: str, limit: int = 25) -> list[str]:
         """Model ids containing the typed text, for autocomplete."""

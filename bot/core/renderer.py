@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
+from bot.core.errors import one_line_notice
 from bot.core.events import (
     STOPPED_REASON,
     Citation,
@@ -23,8 +27,11 @@ from bot.core.events import (
     Failed,
     FinalEvent,
     Incomplete,
+    ReasoningDelta,
+    StatusLine,
     StreamEvent,
     TextDelta,
+    Usage,
 )
 from bot.core.pacing import EditPacer, Sleep, SlotRequest
 from bot.core.splitting import (
@@ -47,7 +54,19 @@ MIN_LIMIT = 100
 MIN_ROOM = 40
 """Characters of text a message must have room for beside fences and marker."""
 MAX_SOURCES = 5
+MAX_SUMMARY_CHARS = 120
+"""Visible characters of the reasoning summary line under the thinking status."""
+MAX_SOURCE_TITLE_CHARS = 80
+_MAX_SUMMARY_KEPT = 2000  # only the newest sentence is shown; older summary text is dropped
 _MAX_CLOSER = 11  # a line break and the longest fence closer (ten backticks)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|\n+")
+_FORMATTING = re.compile(r"\*+|`+|~~|\|\||__")
+_MARKDOWN_CHARS = re.compile(r"([\\*_~`|])")
+_MODEL_VARIANT = re.compile(r"(:[\w.\-]+|-\d{4}-\d{2}-\d{2}|-\d{3,8})$")
+REASONING_BUDGET_NOTICE = (
+    "-# ✂️ The model spent its whole output budget on reasoning and wrote no answer: "
+    "raise MAX_OUTPUT_TOKENS or lower the reasoning effort."
+)
 
 
 class MessageGone(Exception):  # noqa: N818  the name the rest of the project uses
@@ -128,6 +147,19 @@ class RenderResult:
     unused: list[SentMessage] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class FooterOptions:
+    """What the lines under a finished answer show.
+
+    `requested_model` is the model the turn asked for ("" never names the one that answered);
+    `max_sources` caps the numbered sources; `usage` adds the tokens-and-cost line.
+    """
+
+    requested_model: str = ""
+    max_sources: int = MAX_SOURCES
+    usage: bool = False
+
+
 @dataclass(slots=True)
 class _Part:
     """One message of the reply: where its text starts in a fence, what it shows."""
@@ -156,12 +188,97 @@ def _kind_notices(event: FinalEvent) -> list[str]:
     return []
 
 
-def sources_line(citations: dict[str, str]) -> list[str]:
-    """A line listing the cited sources (links in <> so they show no preview), if any."""
-    if not citations:
+def _escape_markdown(text: str) -> str:
+    """Text with Discord's inline markdown characters backslash-escaped."""
+    return _MARKDOWN_CHARS.sub(r"\\\1", text)
+
+
+def source_title(url: str, title: str) -> str:
+    """A source's title made safe as masked-link text: one line, capped, no brackets or
+    markdown that could break the link, no mention; the host name when there is no title."""
+    if not title.strip() or "://" in title:
+        title = urlsplit(url).hostname or url
+    flat = title.replace("[", "(").replace("]", ")")
+    return _escape_markdown(one_line_notice(flat, MAX_SOURCE_TITLE_CHARS))
+
+
+def sources_lines(citations: dict[str, str], limit: int = MAX_SOURCES) -> list[str]:
+    """Numbered subtext lines of the cited sources, `1. [title](<url>)` (links in <> so they
+    show no preview), at most `limit`."""
+    sources = list(citations.items())[: max(0, limit)]
+    return [
+        f"-# {number}. [{source_title(url, title)}](<{url}>)"
+        for number, (url, title) in enumerate(sources, start=1)
+    ]
+
+
+def newest_summary_sentence(summary: str) -> str:
+    """The newest complete sentence of a reasoning summary (the unfinished last one only when
+    there is no other), with formatting marks and link brackets dropped; "" when none."""
+    pieces = [piece for piece in _SENTENCE_BREAK.split(summary) if piece.strip()]
+    finished = summary.rstrip() != summary or summary.rstrip().endswith((".", "!", "?", "…"))
+    if len(pieces) > 1 and not finished:
+        pieces = pieces[:-1]
+    if not pieces:
+        return ""
+    return _FORMATTING.sub("", pieces[-1]).replace("[", "(").replace("]", ")").strip()
+
+
+def summary_line(summary: str) -> str:
+    """The newest summary sentence as one line for chat: at most MAX_SUMMARY_CHARS visible
+    characters, markdown escaped, mentions neutralised; "" when there is nothing to show."""
+    return _escape_markdown(one_line_notice(newest_summary_sentence(summary), MAX_SUMMARY_CHARS))
+
+
+def thinking_status(seconds: int, summary: str) -> str:
+    """The live status while the model reasons: seconds so far, and its newest summary line."""
+    line = summary_line(summary)
+    status = f"-# 💭 Thinking… {seconds} s"
+    return f"{status}\n-# {line}" if line else status
+
+
+def same_model(requested: str, answered: str) -> bool:
+    """Whether two model ids name the same model, ignoring case, a `:variant` suffix and a
+    date or version suffix (`openai/gpt-4o-mini` and `openai/gpt-4o-mini-2024-07-18`)."""
+
+    def base(name: str) -> str:
+        name = name.strip().lower()
+        while True:
+            shorter = _MODEL_VARIANT.sub("", name)
+            if shorter == name:
+                return name
+            name = shorter
+
+    return base(requested) == base(answered)
+
+
+def answered_by_line(requested: str, event: FinalEvent) -> list[str]:
+    """ "Answered by <model>" when a different model than the one asked for answered."""
+    answered = event.model if isinstance(event, Completed | Incomplete) else None
+    if not requested or not answered or same_model(requested, answered):
         return []
-    links = [f"<{url}>" for url in list(citations)[:MAX_SOURCES]]
-    return ["-# Sources: " + " · ".join(links)]
+    return [f"-# Answered by {_escape_markdown(one_line_notice(answered, 100))}"]
+
+
+def _count(number: int) -> str:
+    """A token count with thousands separators."""
+    return f"{number:,}"
+
+
+def usage_line(usage: Usage) -> list[str]:
+    """`1,234 in (1,000 cached) · 456 out (300 reasoning) · $0.0012`, the parts that are known."""
+    if not (usage.input_tokens or usage.output_tokens or usage.cost is not None):
+        return []
+    tokens_in = f"{_count(usage.input_tokens)} in"
+    if usage.cached_tokens:
+        tokens_in += f" ({_count(usage.cached_tokens)} cached)"
+    tokens_out = f"{_count(usage.output_tokens)} out"
+    if usage.reasoning_tokens:
+        tokens_out += f" ({_count(usage.reasoning_tokens)} reasoning)"
+    parts = [tokens_in, tokens_out]
+    if usage.cost is not None:
+        parts.append("$" + (f"{usage.cost:.6f}".rstrip("0").rstrip(".") or "0"))
+    return ["-# " + " · ".join(parts)]
 
 
 class ReplyLayout:
@@ -180,6 +297,7 @@ class ReplyLayout:
         marker: str = STREAMING_MARKER,
         existing: Sequence[SentMessage] = (),
         show_sources: bool = True,
+        footer: FooterOptions | None = None,
     ) -> None:
         if limit < MIN_LIMIT or len(marker) + MAX_FENCE_OVERHEAD + MIN_ROOM > limit:
             raise ValueError(f"message limit {limit} is too small for marker {marker!r}")
@@ -187,6 +305,11 @@ class ReplyLayout:
         self._marker = marker
         self._existing = list(existing)
         self._show_sources = show_sources
+        self._footer = footer or FooterOptions()
+        self._now = 0.0
+        self._thinking_since: float | None = None
+        self._thought_seconds: int | None = None
+        self._summary = ""
         self._parts = [_Part(None, message=self._existing[0] if self._existing else None)]
         self._tail = ""
         self._tail_started = False
@@ -196,6 +319,7 @@ class ReplyLayout:
         self._finished = False
         self._cursor = 0
         self._requests = 0
+        self._status = ""
 
     @property
     def finished(self) -> bool:
@@ -212,32 +336,73 @@ class ReplyLayout:
         """The answer text as streamed, without notices."""
         return "".join(self._answer)
 
+    @property
+    def thinking(self) -> bool:
+        """Whether the reply shows the thinking status (reasoning, no answer text yet)."""
+        return (
+            self._thinking_since is not None
+            and self._thought_seconds is None
+            and not self._tail_started
+            and len(self._parts) == 1
+        )
+
+    def tick(self, now: float) -> None:
+        """Set the time (seconds, any monotonic clock) the next contents are computed for."""
+        self._now = now
+
+    def next_change(self) -> float | None:
+        """When the shown content changes by itself (the thinking seconds), or None."""
+        if not self.thinking or self._finished:
+            return None
+        assert self._thinking_since is not None
+        return self._thinking_since + math.floor(self._now - self._thinking_since) + 1
+
+    def add_reasoning(self, event: ReasoningDelta) -> None:
+        """Take reasoning: it starts the thinking status; only summary text is ever shown."""
+        if self._finished or self._answer:
+            return
+        if self._thinking_since is None:
+            self._thinking_since = self._now
+        if event.summary:
+            self._summary = (self._summary + event.text)[-_MAX_SUMMARY_KEPT:]
+
     def add_text(self, text: str) -> None:
-        """Take a piece of answer text."""
+        """Take a piece of answer text; the first one ends the thinking status."""
         if self._finished or not text:
             return
+        self._end_thinking()
         self._answer.append(text)
         self._extend(text)
+
+    def _end_thinking(self) -> None:
+        """Note how long the model thought, once."""
+        if self._thinking_since is not None and self._thought_seconds is None:
+            self._thought_seconds = round(self._now - self._thinking_since)
 
     def add_citation(self, citation: Citation) -> None:
         """Remember a cited source."""
         self._citations.setdefault(citation.url, citation.title)
 
+    def set_status(self, line: str) -> None:
+        """Show a passing status line below the streaming text ("" takes it away)."""
+        if self._finished:
+            return
+        self._status = line
+        self._extend("")  # a longer reserve may need the text cut sooner
+
     def finish(self, event: FinalEvent) -> None:
         """Take the final event: close an open fence, add notices, fix the last part's content."""
         if self._finished:
             return
+        self._status = ""
         if self._tail_started:
             self._tail = rstrip_clusters(self._tail)
             self._tracker = FenceTracker(self._parts[-1].start)
             self._tracker.feed(self._tail)
             if self._tracker.state is not None:
                 self._extend("\n" + self._tracker.state.closer)
-        notices = notices_for(event)
-        if not notices and not self.text.strip():
-            notices = ["-# The model returned an empty answer."]
-        if self._show_sources:
-            notices += sources_line(self._citations)
+        self._end_thinking()
+        notices = self._notices(event)
         if notices:
             self._extend("\n\n" + "\n".join(notices))
         self._finished = True
@@ -247,6 +412,30 @@ class ReplyLayout:
         else:
             self._parts[-1].final = content
         self._advance()
+
+    def _notices(self, event: FinalEvent) -> list[str]:
+        """The subtext lines under a finished answer: what went wrong, the sources, how long it
+        thought, the model that answered when another one did, and the usage."""
+        usage = event.usage if isinstance(event, Completed | Incomplete) else Usage()
+        notices = notices_for(event)
+        if not self.text.strip():
+            if self._budget_spent_thinking(event, usage):
+                notices = [REASONING_BUDGET_NOTICE]
+            elif not notices:
+                notices = ["-# The model returned an empty answer."]
+        if self._show_sources:
+            notices += sources_lines(self._citations, self._footer.max_sources)
+        if self._thought_seconds:  # a second or more; a blink of thought is not worth a line
+            notices.append(f"-# 💭 Thought for {self._thought_seconds} s")
+        notices += answered_by_line(self._footer.requested_model, event)
+        if self._footer.usage:
+            notices += usage_line(usage)
+        return notices
+
+    def _budget_spent_thinking(self, event: FinalEvent, usage: Usage) -> bool:
+        """Whether the output budget ran out while the model was still reasoning."""
+        cut = isinstance(event, Incomplete) and event.reason == "max_output_tokens"
+        return cut and (self._thinking_since is not None or usage.reasoning_tokens > 0)
 
     def plan(self) -> PlannedRequest | None:
         """The request due now, or None while there is nothing new to show."""
@@ -300,12 +489,19 @@ class ReplyLayout:
         part = self._parts[index]
         if part.final is not None:
             return part.final
-        return self._current_content(final=False)
+        content = self._current_content(final=False)
+        if self._status and index == len(self._parts) - 1:
+            return f"{content}\n{self._status}" if content else self._status
+        return content
 
     def _current_content(self, *, final: bool) -> str | None:
         """The last part's content from its text so far, or None while it is blank."""
         body = rstrip_clusters(self._tail) if self._tail_started else ""
         if not body:
+            if self.thinking and not final:
+                assert self._thinking_since is not None
+                seconds = max(0, math.floor(self._now - self._thinking_since))
+                return thinking_status(seconds, self._summary)
             return None
         end = self._tracker.state
         return message_content(body, self._parts[-1].start, end, "" if final else self._marker)
@@ -338,16 +534,18 @@ class ReplyLayout:
         """Whether the last part's streaming content would exceed the limit."""
         start = self._parts[-1].start
         opener = len(start.opener) + 1 if start else 0
-        if opener + len(self._tail) + len(self._marker) + _MAX_CLOSER <= self._limit:
+        reserve = len(self._marker) + (len(self._status) + 1 if self._status else 0)
+        if opener + len(self._tail) + reserve + _MAX_CLOSER <= self._limit:
             return False
         body = rstrip_clusters(self._tail)
         content = message_content(body, start, self._tracker.state, self._marker)
-        return len(content) > self._limit
+        return len(content) + reserve - len(self._marker) > self._limit
 
     def _cut(self) -> None:
         """End the last part at the best boundary and start the next one with the rest."""
         part = self._parts[-1]
-        cut = find_cut(self._tail, part.start, self._limit - len(self._marker) - 1)
+        reserve = len(self._marker) + (len(self._status) + 1 if self._status else 0)
+        cut = find_cut(self._tail, part.start, self._limit - reserve - 1)
         part.final = message_content(cut.body, part.start, cut.end)
         index = len(self._parts)
         existing = self._existing[index] if index < len(self._existing) else None
@@ -384,18 +582,25 @@ class ReplyRenderer:
         limit: int = DEFAULT_LIMIT,
         existing: Sequence[SentMessage] = (),
         show_sources: bool = True,
+        footer: FooterOptions | None = None,
         max_failures: int = 3,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._sink = sink
         self._pacer = pacer
         self._on_gone = on_gone
         self._typing_every = typing_every if not existing else 0.0
         self._layout = ReplyLayout(
-            limit=limit, marker=marker, existing=existing, show_sources=show_sources
+            limit=limit,
+            marker=marker,
+            existing=existing,
+            show_sources=show_sources,
+            footer=footer,
         )
         self._max_failures = max_failures
         self._sleep = sleep
+        self._clock = clock
         self._wake = asyncio.Event()
         self._slot: SlotRequest | None = None
         self._typing: asyncio.Task[None] | None = None
@@ -407,14 +612,17 @@ class ReplyRenderer:
         """Take one event of the answer stream; synchronous and cheap."""
         if self._stopped:
             return
+        self._layout.tick(self._now())
         if isinstance(event, TextDelta):
             self._layout.add_text(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self._layout.add_reasoning(event)
         elif isinstance(event, Citation):
             self._layout.add_citation(event)
+        elif isinstance(event, StatusLine):
+            self._layout.set_status(event.text)
         elif isinstance(event, Completed | Incomplete | Failed):
             self._layout.finish(event)
-        else:
-            return
         self._wake.set()
         if self._slot is not None:
             planned = self._layout.plan()
@@ -441,12 +649,13 @@ class ReplyRenderer:
         """Make the due requests one at a time until the layout is complete."""
         failures = reroutes = 0
         while not self._layout.complete:
+            self._layout.tick(self._now())
             planned = self._layout.plan()
             if planned is None:
-                self._wake.clear()
-                await self._wake.wait()
+                await self._wait_for_news()
                 continue
             await self._acquire(planned)
+            self._layout.tick(self._now())
             operation = self._layout.take()
             if operation is None:
                 continue
@@ -472,6 +681,32 @@ class ReplyRenderer:
                     return
                 continue
             failures = reroutes = 0
+
+    def _now(self) -> float:
+        """The renderer's clock: the injected one, else the event loop's."""
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def _wait_for_news(self) -> None:
+        """Wait for the next event, or for the moment the content changes by itself (the
+        thinking status counts seconds), whichever comes first."""
+        self._wake.clear()
+        change = self._layout.next_change()
+        if change is None:
+            await self._wake.wait()
+            return
+        delay = change - self._now()
+        if delay <= 0:
+            return
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._sleep(delay)),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.wait(waits)
 
     async def _acquire(self, planned: PlannedRequest) -> None:
         """Wait for a pacer slot in the bucket of the planned request."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,9 @@ from bot.core.errors import (
     status_error,
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
+from bot.core.images import ImageRef, image_parts
+from bot.core.labels import item_label, labelled_text
+from bot.core.options import AnswerOptions
 from bot.core.response_stream import (
     ResponseStreamParser,
     error_code,
@@ -39,17 +42,10 @@ from bot.core.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
 
-SPEAKER_MAX_CHARS = 64
 ERROR_BODY_MAX_CHARS = 300
 NOT_SSE_BODY_MAX_BYTES = 64 * 1024
 ERROR_BODY_MAX_BYTES = 64 * 1024
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
-
-
-def speaker_label(speaker: str) -> str:
-    """A display name made safe for the `[Name]: ` prefix: one line, no brackets, capped."""
-    cleaned = speaker.replace("\r", " ").replace("\n", " ").replace("[", "").replace("]", "")
-    return cleaned.strip()[:SPEAKER_MAX_CHARS].strip()
 
 
 def hashed_user(user_key: str) -> str:
@@ -68,15 +64,25 @@ def fallback_item_id(item: HistoryItem) -> str:
     return "msg_" + hashlib.sha256(item.text.encode("utf-8", "replace")).hexdigest()[:24]
 
 
-def history_item_input(item: HistoryItem) -> dict[str, Any]:
-    """One history item as a Responses API input message; the same item gives the same dict."""
+def history_item_input(
+    item: HistoryItem, images: Mapping[ImageRef, str | None] | None = None
+) -> dict[str, Any]:
+    """One history item as a Responses API input message; the same item gives the same dict.
+
+    A user item's images follow its text: an `input_image` for each ref `images` maps to a
+    URL, else a text placeholder (see bot.core.images.image_parts).
+    """
     if item.role == "user":
-        label = speaker_label(item.speaker)
-        text = f"[{label}]: {item.text}" if label else item.text
+        label = item_label(item)
+        content: list[dict[str, str]] = [{"type": "input_text", "text": labelled_text(item)}]
+        if item.images:
+            if not item.text:
+                content = [{"type": "input_text", "text": f"[{label}]:"}] if label else []
+            content += image_parts(item.images, images or {})
         return {
             "type": "message",
             "role": "user",
-            "content": [{"type": "input_text", "text": text}],
+            "content": content,
         }
     return {
         "type": "message",
@@ -188,16 +194,23 @@ class ResponsesClient:
         max_output_tokens: int,
         user_key: str,
         conversation_key: str,
+        images: Mapping[ImageRef, str | None] | None = None,
+        options: AnswerOptions | None = None,
     ) -> dict[str, Any]:
-        """The JSON body of a stateless streamed request carrying the whole history."""
+        """The JSON body of a stateless streamed request carrying the whole history; the answer
+        options' fields (fallbacks, reasoning, web search) come last, only when set.
+
+        `images` maps image refs to the data URLs to send (see bot.core.images.resolve_images).
+        """
         return {
             "model": model,
             "instructions": instructions,
-            "input": [history_item_input(item) for item in history],
+            "input": [history_item_input(item, images) for item in history],
             "max_output_tokens": max_output_tokens,
             "user": hashed_user(user_key),
             "prompt_cache_key": prompt_cache_key(conversation_key),
             "stream": True,
+            **(options or AnswerOptions()).request_fields(model),
         }
 
     async def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:

@@ -21,12 +21,24 @@ from bot.core.conversation import (
 )
 from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.images import ImageSource
 from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
+from bot.core.observe import (
+    CONTENT_LOG,
+    NO_OBSERVER,
+    Observer,
+    WatchedSink,
+    add_log_context,
+    log_context,
+    new_turn_id,
+)
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
+from bot.core.tools.context import ToolContext
+from bot.core.tools.registry import TurnTools
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
@@ -92,6 +104,8 @@ class TurnRunner:
         queue_depth: int,
         user_prefix: str = "discord",
         inflight: InFlightAnswers | None = None,
+        observer: Observer = NO_OBSERVER,
+        tools: TurnTools | None = None,
     ) -> None:
         self._service = service
         self._inflight = inflight
@@ -100,6 +114,8 @@ class TurnRunner:
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
+        self._observer = observer
+        self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -139,6 +155,16 @@ class TurnRunner:
         """The answer streaming in a conversation, if any."""
         return self._running.get(key)
 
+    @property
+    def active(self) -> int:
+        """How many answers stream now."""
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        """How many jobs wait behind the one running in their conversation."""
+        return sum(max(0, len(queue) - 1) for queue in self._queues.values())
+
     async def run(
         self,
         key: ConversationKey,
@@ -149,38 +175,49 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        frontend: str = "other",
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
         press of its Regenerate finds it already the latest. A stored answer is recorded as in
-        flight until its buttons are finished, so a start after a crash can finish its reply."""
-        inflight = None
-        if record and self._inflight is not None:
-            inflight = await self._inflight.begin(
-                key,
-                asker_id=asker_id,
-                sink=sink.send_bucket.partition(":")[0],
-                question_ref=new_items[-1].ref if new_items else "",
-                existing=[m.id for m in existing],
-            )
-        try:
-            answer = await self._answer(
-                key,
-                new_items,
-                asker_id=asker_id,
-                sink=inflight.tracking(sink) if inflight else sink,
-                record=record,
-                existing=existing,
-            )
-            if finish is not None:
-                regenerable = answer.regenerable
-                previous = await self._remember(key, answer.render) if regenerable else None
-                await finish(Finished(key, asker_id, answer, previous))
-            return answer
-        finally:
-            if inflight is not None:
-                await inflight.end()
+        flight until its buttons are finished, so a start after a crash can finish its reply.
+        `frontend` names the front-end in metrics; `images` fetches the images the request sends
+        (see TurnRequest); `context` (where the turn happens and who asks) lets the turn use the
+        tools that are on there."""
+        with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
+            CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
+            inflight = None
+            if record and self._inflight is not None:
+                inflight = await self._inflight.begin(
+                    key,
+                    asker_id=asker_id,
+                    sink=sink.send_bucket.partition(":")[0],
+                    question_ref=new_items[-1].ref if new_items else "",
+                    existing=[m.id for m in existing],
+                )
+            try:
+                answer = await self._answer(
+                    key,
+                    new_items,
+                    asker_id=asker_id,
+                    sink=inflight.tracking(sink) if inflight else sink,
+                    record=record,
+                    existing=existing,
+                    frontend=frontend,
+                    images=images,
+                    context=context,
+                )
+                if finish is not None:
+                    regenerable = answer.regenerable
+                    previous = await self._remember(key, answer.render) if regenerable else None
+                    await finish(Finished(key, asker_id, answer, previous))
+                return answer
+            finally:
+                if inflight is not None:
+                    await inflight.end()
 
     async def _answer(
         self,
@@ -191,16 +228,21 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        frontend: str,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
         If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
         one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
-        renderer = ReplyRenderer(sink, self._pacer, on_gone=running.stop.set, existing=existing)
+        watch = self._observer.answer_started(frontend)
+        watched = WatchedSink(sink, watch)
+        renderer = ReplyRenderer(watched, self._pacer, on_gone=running.stop.set, existing=existing)
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
-        feed = _FinalSeen(renderer.feed)
+        feed = _FinalSeen(renderer.feed, watch.event)
         crashed = False
         try:
             result = await self._run_turn(
@@ -211,6 +253,8 @@ class TurnRunner:
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                images=images,
+                context=context,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -228,6 +272,8 @@ class TurnRunner:
         finally:
             self._running.pop(key, None)
         _log_usage(key, result)
+        watch.finished(result.final, crashed=crashed)
+        CONTENT_LOG.info("Answered: %s", result.text)
         return Answer(turn=result, render=await render_task, crashed=crashed)
 
     async def _run_turn(
@@ -240,10 +286,13 @@ class TurnRunner:
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> TurnResult:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
             prefs = await self._prefs.effective(key)
+            add_log_context(model=prefs["model"].value)
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
@@ -252,6 +301,8 @@ class TurnRunner:
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
+                images=images,
+                tools=await self._tools.for_turn(context) if self._tools and context else None,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
@@ -284,13 +335,17 @@ class TurnRunner:
 class _FinalSeen:
     """Passes events to the renderer and notes whether a final event went by."""
 
-    def __init__(self, feed: Callable[[StreamEvent], None]) -> None:
+    def __init__(
+        self, feed: Callable[[StreamEvent], None], watch: Callable[[StreamEvent], None]
+    ) -> None:
         self._feed = feed
+        self._watch = watch
         self.final_seen = False
 
     def __call__(self, event: StreamEvent) -> None:
         if isinstance(event, Completed | Incomplete | Failed):
             self.final_seen = True
+        self._watch(event)
         self._feed(event)
 
 

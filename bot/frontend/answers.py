@@ -15,6 +15,7 @@ from bot.core.pacing import EditPacer
 from bot.core.renderer import MessageGone, SentMessage, SinkError
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
+from bot.frontend.images import TurnImages
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,14 @@ class AnswerButtons:
         last_answers: LastAnswers,
         pacer: EditPacer,
         find_channel: FindChannel,
+        *,
+        images: TurnImages | None = None,
     ) -> None:
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
         self._find_channel = find_channel
+        self._images = images
 
     def finisher(self, sink: ViewSink) -> Finish:
         """Swap Stop for Regenerate on the answer shown by `sink` once it is done."""
@@ -125,8 +129,17 @@ class AnswerButtons:
                 await self._delete(channel, extra)
             await finish_buttons(done)
 
+        # The question's images are in history: fetched again, unless the model reads only text.
+        images = None if self._images is None else await self._images.source(key, {})
         await self._turns.run(
-            key, [], asker_id=asker_id, sink=sink, existing=existing, finish=finish
+            key,
+            [],
+            asker_id=asker_id,
+            sink=sink,
+            existing=existing,
+            finish=finish,
+            frontend="regenerate",
+            images=images,
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

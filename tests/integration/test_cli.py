@@ -7,6 +7,7 @@ runs; each subprocess gets a clean environment and a temporary working directory
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -24,6 +25,7 @@ from aiohttp import web
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
+from tests.support import image_bytes
 from tests.support.fake_responses import (
     ABORT,
     FakeResponsesServer,
@@ -37,6 +39,7 @@ from tests.support.fake_responses import (
     sse_stream,
 )
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.request_bytes import extends
 
 API_KEY = "sk-or-v1-cli-test-secret-0123456789"
 GUARD_SECONDS = 60  # only stops a broken test from hanging; never reached when things work
@@ -608,3 +611,200 @@ async def test_bad_channel_name_is_one_line(
     assert done.returncode == 1
     assert one_line(done).startswith("A channel name must")
     assert server.requests == []
+
+
+def write_image(cli: Cli, name: str, data: bytes) -> str:
+    """Put an image file in the CLI's working directory; its name is the path to pass."""
+    (cli.cwd / name).write_bytes(data)
+    return name
+
+
+async def test_ask_with_an_image_sends_it_and_a_follow_up_sees_it(
+    cli: Cli, server: SignallingServer, store: HistoryStore
+) -> None:
+    """`--image` sends the file as a data URL beside the question and history keeps a
+    reference; the next `ask` sends the same bytes again, extending the first request."""
+    cat = write_image(cli, "cat.png", image_bytes.png(shade=3))
+    server.push(answer(["A cat."], "msg_cat"), answer(["Grey."], "msg_grey"))
+    done = await cli.run("ask", "what is this?", "--image", cat, "--channel", "pets")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "A cat.\n", "")
+    url = "data:image/png;base64," + base64.b64encode(image_bytes.png(shade=3)).decode()
+    assert request_body(server, 0)["input"][0]["content"] == [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": url, "detail": "auto"},
+    ]
+    [question, _] = await store.load(ConversationKey.terminal("pets"))
+    assert [(ref.filename, ref.content_type) for ref in question.images] == [
+        ("cat.png", "image/png")
+    ]
+    assert (await cli.run("ask", "what colour?", "--channel", "pets")).returncode == 0
+    assert extends(server.requests[0].raw, server.requests[1].raw)
+    assert request_body(server, 1)["input"][0]["content"][1]["image_url"] == url
+
+
+async def test_an_image_alone_is_a_question_about_it(cli: Cli, server: SignallingServer) -> None:
+    """`ask --image x.gif` with no text sends just the image and answers."""
+    still = write_image(cli, "still.gif", image_bytes.gif())
+    server.push(answer(["A dot."], "msg_dot"))
+    done = await cli.run("ask", "--image", still)
+    assert (done.returncode, done.stdout) == (0, "A dot.\n")
+    [content] = [item["content"] for item in request_body(server, 0)["input"]]
+    assert [part["type"] for part in content] == ["input_image"]
+    assert content[0]["image_url"].startswith("data:image/gif;base64,")
+
+
+@pytest.mark.parametrize(
+    ("files", "env", "line"),
+    [
+        ({"dance.gif": image_bytes.gif(frames=2)}, {}, "The image dance.gif is animated;"),
+        ({"spin.png": image_bytes.png(animated=True)}, {}, "The image spin.png is animated;"),
+        ({"n.png": b"not a picture"}, {}, "The file n.png is not an image the bot can read;"),
+        (
+            {"big.png": image_bytes.png() + b"\x00" * 2048},
+            {"MAX_IMAGE_BYTES": "1024"},
+            "The image big.png is 2 KB; the limit is 1 KB.",
+        ),
+        ({"gone.png": None}, {}, "The image gone.png could not be read: No such file"),
+        (
+            {f"p{n}.png": image_bytes.png(shade=n) for n in range(5)},
+            {},
+            "That message has 5 images; the limit is 4 per message.",
+        ),
+    ],
+)
+async def test_a_refused_image_is_one_line_with_no_request_and_no_history(
+    *,
+    cli: Cli,
+    server: SignallingServer,
+    store: HistoryStore,
+    files: dict[str, bytes | None],
+    env: dict[str, str],
+    line: str,
+) -> None:
+    """Animated, unknown, oversized, missing and too many images: one line, exit 1, nothing sent
+    or stored."""
+    args = ["ask", "look", "--channel", "refused"]
+    for name, data in files.items():
+        if data is not None:
+            write_image(cli, name, data)
+        args += ["--image", name]
+    done = await cli.run(*args, **env)
+    assert done.returncode == 1
+    assert one_line(done).startswith(line)
+    assert server.requests == []
+    assert await store.load(ConversationKey.terminal("refused")) == []
+
+
+async def test_a_text_only_model_is_refused_naming_one_that_reads_images(
+    cli: Cli, server: SignallingServer, store: HistoryStore
+) -> None:
+    """A model whose input modalities lack images gets one line naming an image model and
+    how to pick it; no model request is made and nothing is stored."""
+    server.models = ["openai/o3-mini", "openai/gpt-4o", "z/vision"]
+    server.modalities = {
+        "openai/o3-mini": ["text"],
+        "openai/gpt-4o": ["text", "image"],
+        "z/vision": ["image", "text"],
+    }
+    cat = write_image(cli, "cat.png", image_bytes.png())
+    done = await cli.run("ask", "what?", "--image", cat, "--model", "openai/o3-mini")
+    assert done.returncode == 1
+    assert one_line(done) == (
+        "The model openai/o3-mini does not read images; openai/gpt-4o does (pick it with --model)."
+    )
+    assert server.requests == []
+    assert await store.load(ConversationKey.terminal("terminal")) == []
+
+
+async def test_a_text_only_model_gets_earlier_images_as_placeholders(
+    cli: Cli, server: SignallingServer
+) -> None:
+    """After an image, a question to a text-only model sends `[image: name]` instead of it."""
+    server.models = ["openai/o3-mini"]
+    server.modalities = {"openai/o3-mini": ["text"]}
+    cat = write_image(cli, "cat.png", image_bytes.png())
+    server.push(answer(["A cat."], "msg_1"), answer(["Yes."], "msg_2"))
+    assert (await cli.run("ask", "look", "--image", cat)).returncode == 0
+    done = await cli.run("ask", "sure?", "--model", "openai/o3-mini")
+    assert done.returncode == 0
+    assert request_body(server, 1)["input"][0]["content"] == [
+        {"type": "input_text", "text": "look"},
+        {"type": "input_text", "text": "[image: cat.png]"},
+    ]
+
+
+async def test_reasoning_web_and_fallback_flags_reach_the_request(
+    cli: Cli, server: SignallingServer
+) -> None:
+    """--reasoning, --web and --fallback (repeatable) add their fields; without them the
+    settings decide, and by default none is sent."""
+    server.push(answer(["a"], "msg_1"), answer(["b"], "msg_2"), answer(["c"], "msg_3"))
+    flags = ["--reasoning", "High", "--web", "--fallback", "b/one", "--fallback", "b/two"]
+    assert (await cli.run("ask", "Hi", "--model", "p/main", *flags)).returncode == 0
+    body = request_body(server, 0)
+    assert body["reasoning"] == {"effort": "high", "summary": "auto"}
+    assert body["plugins"] == [{"id": "web", "max_results": 5}]
+    assert body["models"] == ["p/main", "b/one", "b/two"]
+    settings_env = {"REASONING_EFFORT": "low", "WEB_SEARCH": "true", "WEB_MAX_RESULTS": "2"}
+    assert (await cli.run("ask", "Hi", "--channel", "s", **settings_env)).returncode == 0
+    body = request_body(server, 1)
+    assert body["reasoning"]["effort"] == "low"
+    assert body["plugins"] == [{"id": "web", "max_results": 2}]
+    await cli.run("ask", "Hi", "--channel", "plain")
+    assert not {"reasoning", "plugins", "models"} & set(request_body(server, 2))
+
+
+async def test_bad_reasoning_flag_is_one_line(cli: Cli, server: SignallingServer) -> None:
+    """An unknown effort or a malformed fallback is refused in one sentence, with no request."""
+    bad_effort = await cli.run("ask", "Hi", "--reasoning", "max")
+    assert bad_effort.returncode == 1
+    assert one_line(bad_effort).startswith("The reasoning effort must be one of")
+    bad_model = await cli.run("ask", "Hi", "--fallback", "not a model")
+    assert one_line(bad_model) == "'not a model' is not a model id like openai/gpt-4o-mini."
+    assert server.requests == []
+
+
+async def test_thinking_and_sources_go_to_stderr_answer_to_stdout(
+    cli: Cli, server: SignallingServer, store: HistoryStore
+) -> None:
+    """The thinking status, summary sentences, sources and the model that answered go to
+    stderr; stdout is exactly the answer; the raw reasoning is printed nowhere or stored."""
+    server.push(
+        answer(
+            ["Monads ", "compose."],
+            "msg_monad",
+            reasoning=["**Recalling monads**", "\n\nThey wrap values. Next I"],
+            raw_reasoning=["RAW THOUGHT"],
+            citations=[("https://a.example/m", "About [monads]"), ("https://b.example/", "")],
+            answered_by="b/fallback",
+        )
+    )
+    done = await cli.run("ask", "Monads?", "--web", "--reasoning", "low", "--channel", "m")
+    assert (done.returncode, done.stdout) == (0, "Monads compose.\n")
+    lines = done.error_lines
+    assert lines[0] == "💭 Thinking…"
+    assert lines[1:3] == ["💭 Recalling monads", "💭 They wrap values."]
+    assert lines[3].startswith("💭 Thought for ")
+    assert lines[4:] == [
+        "Sources:",
+        "1. About [monads] <https://a.example/m>",
+        "2. <https://b.example/>",
+        "Answered by b/fallback",
+    ]
+    assert "RAW" not in done.stdout + done.stderr
+    history = await store.load(ConversationKey.terminal("m"))
+    assert [item.text for item in history] == ["Monads?", "Monads compose."]
+
+
+async def test_budget_spent_reasoning_says_what_to_change(
+    cli: Cli, server: SignallingServer
+) -> None:
+    """Cut off at the output limit while reasoning, with no answer: one line naming the fix."""
+    server.push(answer([], "msg_none", reasoning=["Thinking."], end="incomplete"))
+    done = await cli.run("ask", "Hard one", "--reasoning", "high")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.error_lines[-1] == (
+        "The model spent its whole output budget on reasoning and wrote no answer: "
+        "raise MAX_OUTPUT_TOKENS or lower --reasoning."
+    )

@@ -22,11 +22,13 @@ from bot.core.events import (
     Failed,
     HistoryItem,
     Incomplete,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
 )
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
+from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from tests.support.fake_responses import (
@@ -168,6 +170,41 @@ async def test_second_request_carries_the_first_answer(
         user("Second?"),
         reply("Two", "msg_two"),
     ]
+
+
+async def test_reasoning_and_sources_are_neither_stored_nor_sent_back(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """A turn that reasoned and cited sources stores only its answer text; the next request
+    sends that text back with empty annotations and no reasoning item, with the options on."""
+    options = AnswerOptions(reasoning_effort="medium", web=True, fallback_models=("b/one",))
+    server.push(
+        answer(
+            ["The answer."],
+            "msg_reasoned",
+            reasoning=["**Summary** of thought."],
+            raw_reasoning=["raw chain of thought"],
+            citations=[("https://example.com/a", "A")],
+        ),
+        answer(["Again."], "msg_again"),
+    )
+    seen: list[StreamEvent] = []
+    first = await service.run_turn(user_turn("Q1", options=options), seen.append)
+    assert first.text == "The answer."
+    assert any(isinstance(e, ReasoningDelta) and e.summary for e in seen)
+    await service.run_turn(user_turn("Q2", options=options), lambda _e: None)
+    assert await service.store.load(KEY) == [
+        user("Q1"),
+        reply("The answer.", "msg_reasoned"),
+        user("Q2"),
+        reply("Again.", "msg_again"),
+    ]
+    sent = server.requests[1].raw
+    assert b"chain of thought" not in sent
+    assert b"Summary" not in sent
+    assert b"example.com" not in sent
+    assert [item["role"] for item in request_input(server, 1)] == ["user", "assistant", "user"]
+    assert server.requests[1].body["reasoning"] == {"effort": "medium", "summary": "auto"}
 
 
 async def test_failure_mid_stream_keeps_the_partial_answer_as_incomplete(

@@ -13,8 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core.events import HistoryItem
-from bot.core.history import HistoryStore, decode_item, encode_item, turn_items
-from bot.core.keys import ConversationKey
+from bot.core.history import (
+    HistoryStore,
+    StoredItemError,
+    decode_item,
+    encode_item,
+    turn_items,
+)
+from bot.core.images import ImageRef
+from bot.core.keys import ConversationKey, ServerKey
 
 KEY = ConversationKey("123", "456")
 DAY = 24 * 3600
@@ -51,7 +58,7 @@ async def test_round_trip_keeps_every_field(redis_client: aioredis.Redis) -> Non
     """Every field of user and assistant items comes back exactly, unicode included."""
     store = store_for(redis_client)
     items = [
-        HistoryItem(role="user", text="héllo 👋🏽\n\u2028", speaker="Zoë", ref="111"),
+        HistoryItem(role="user", text="héllo 👋🏽\n\u2028", speaker="Zoë", ref="111", author="999"),
         HistoryItem(
             role="assistant",
             text="partial ✓",
@@ -63,6 +70,18 @@ async def test_round_trip_keeps_every_field(redis_client: aioredis.Redis) -> Non
     ]
     await store.append(KEY, items)
     assert await store.load(KEY) == items
+
+
+async def test_items_stored_before_authors_existed_still_load(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A stored item without `author` (older data) loads with an empty author."""
+    record = {"v": 1, "role": "user", "text": "hi", "speaker": "Ann", "ref": "1", "n": 2}
+    await redis_client.rpush(KEY.items, json.dumps(record))  # type: ignore[misc]
+    assert await store_for(redis_client).load(KEY) == [
+        HistoryItem(role="user", text="hi", speaker="Ann", ref="1")
+    ]
+    assert "author" not in encode_item(HistoryItem(role="user", text="hi"))
 
 
 async def test_appends_keep_order(redis_client: aioredis.Redis) -> None:
@@ -222,14 +241,16 @@ async def test_companion_key_that_does_not_exist_is_not_created(
 
 
 async def test_every_key_shares_the_hash_tag(redis_client: aioredis.Redis) -> None:
-    """Every key the store and the lock use carries the conversation's hash tag."""
+    """Every key the store and the lock use carries the conversation's hash tag; the server's
+    index of conversations carries the server's (it is written by a command of its own)."""
     store = store_for(redis_client)
     await redis_client.set(KEY.sub("settings"), "{}")
     await store.append(KEY, exchange(0))
     stored = {name.decode() for name in await redis_client.keys("*")}
-    assert stored == {KEY.items, KEY.sub("settings")}
-    for name in [*stored, *store.keys_of(KEY), KEY.lock]:
+    assert stored == {KEY.items, KEY.sub("settings"), ServerKey("123").conversations}
+    for name in [*(stored - {ServerKey("123").conversations}), *store.keys_of(KEY), KEY.lock]:
         assert name.startswith("{g:123:c:456}:")
+    assert ServerKey("123").conversations.startswith("{g:123}:")
 
 
 async def test_bad_items_are_skipped_and_logged(
@@ -380,6 +401,67 @@ def test_encoding_has_version_and_character_count() -> None:
     record = json.loads(encode_item(user("🙂🙂"), starts_turn=True))
     assert (record["v"], record["n"], record["start"]) == (1, 2, 1)
     assert decode_item(encode_item(user("🙂🙂"))) == user("🙂🙂")
+
+
+CAT = ImageRef("456", "789", "1011", "cat.png", "image/png")
+LOCAL = ImageRef("", "ab" * 32, "/home/zoë/dog 1.webp", "dog 1.webp", "image/webp")
+
+
+async def test_image_refs_round_trip(redis_client: aioredis.Redis) -> None:
+    """A user item's image refs come back in order with every field, unicode paths included."""
+    store = store_for(redis_client)
+    items = [
+        HistoryItem(role="user", text="what is this?", speaker="Ann", ref="789", images=(CAT,)),
+        answer("a cat"),
+        HistoryItem(role="user", text="", images=(LOCAL, CAT)),
+    ]
+    await store.append(KEY, items)
+    assert await store.load(KEY) == items
+
+
+def test_an_item_without_images_keeps_its_exact_stored_form() -> None:
+    """No `images` key is written for an item without images: the bytes are as before."""
+    assert encode_item(user("hi", "Ann"), starts_turn=True) == (
+        '{"v":1,"role":"user","text":"hi","speaker":"Ann","id":"","status":"completed",'
+        '"ref":"","n":2,"start":1}'
+    )
+    record = json.loads(encode_item(HistoryItem(role="user", text="x", images=(CAT,))))
+    assert record["images"] == [
+        {
+            "channel": "456",
+            "message": "789",
+            "attachment": "1011",
+            "filename": "cat.png",
+            "type": "image/png",
+        }
+    ]
+
+
+async def test_items_stored_before_images_still_load(redis_client: aioredis.Redis) -> None:
+    """Items written in the older form (no images key) load with no images."""
+    store = store_for(redis_client)
+    old = [
+        '{"v":1,"role":"user","text":"q","speaker":"Ann","id":"","status":"completed",'
+        '"ref":"5","n":1,"start":1}',
+        '{"v":1,"role":"assistant","text":"a","speaker":"","id":"msg_1",'
+        '"status":"completed","ref":"","n":1}',
+    ]
+    await redis_client.rpush(KEY.items, *old)
+    assert await store.load(KEY) == [
+        HistoryItem(role="user", text="q", speaker="Ann", ref="5"),
+        HistoryItem(role="assistant", text="a", item_id="msg_1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "images",
+    [{"channel": "1"}, [1], [{"channel": 1, "message": "2"}], "cat.png"],
+)
+def test_a_malformed_images_field_is_a_bad_item(images: object) -> None:
+    """An images field that is not a list of objects of strings is refused like any bad field."""
+    raw = json.dumps({"v": 1, "role": "user", "text": "q", "images": images})
+    with pytest.raises(StoredItemError, match=r"images|channel"):
+        decode_item(raw)
 
 
 def _fits(batches: list[list[str]], max_items: int, max_chars: int) -> bool:

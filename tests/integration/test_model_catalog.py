@@ -13,7 +13,19 @@ from aiohttp import web
 
 from bot.core.models import CACHE_KEY, FAILURE_SECONDS, MEMORY_SECONDS, ModelCatalog
 
-MODELS = ["openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-3.5-sonnet"]
+MODELS = [
+    "openai/gpt-4o-mini",
+    "openai/gpt-4o",
+    "anthropic/claude-3.5-sonnet",
+    "openai/o3-mini",
+    "mystery/model",
+]
+MODALITIES = {
+    "openai/gpt-4o-mini": ["text", "image", "file"],
+    "openai/gpt-4o": ["text", "image"],
+    "anthropic/claude-3.5-sonnet": ["image", "text"],
+    "openai/o3-mini": ["text"],
+}
 
 
 class ModelsServer:
@@ -34,7 +46,16 @@ class ModelsServer:
             await self.released.wait()
         if self.status != 200:
             return web.json_response({"error": {"message": "down"}}, status=self.status)
-        return web.json_response({"data": [{"id": m, "name": m} for m in MODELS]})
+        return web.json_response({"data": [_entry(m) for m in MODELS]})
+
+
+def _entry(model: str) -> dict[str, object]:
+    """One /models entry as OpenRouter lists it, input modalities included where MODALITIES
+    says (a model missing there has no architecture field)."""
+    entry: dict[str, object] = {"id": model, "name": model}
+    if model in MODALITIES:
+        entry["architecture"] = {"input_modalities": MODALITIES[model], "output_modalities": []}
+    return entry
 
 
 @pytest.fixture
@@ -181,7 +202,16 @@ async def test_a_hanging_server_is_given_up_on(
 
 @pytest.mark.parametrize(
     "corrupt",
-    [b"not json", b"\xff\xfe", b'{"data": []}', b'"openai/gpt-4o"', b'["ok", 3]', b"null"],
+    [
+        b"not json",
+        b"\xff\xfe",
+        b'{"data": []}',
+        b'"openai/gpt-4o"',
+        b'["ok", 3]',
+        b"null",
+        b'{"models": {"a/b": 3}}',
+        b'{"models": ["a/b"]}',
+    ],
 )
 async def test_a_corrupt_cached_value_is_a_miss(
     models_server: tuple[ModelsServer, str],
@@ -195,7 +225,8 @@ async def test_a_corrupt_cached_value_is_a_miss(
     catalog = ModelCatalog(session, redis_client, base_url=base)
     assert await catalog.names() == sorted(MODELS)
     assert server.calls == 1
-    assert await redis_client.get(CACHE_KEY) == json.dumps(sorted(MODELS)).encode()
+    cached = json.loads(await redis_client.get(CACHE_KEY))
+    assert sorted(cached["models"]) == sorted(MODELS)
 
 
 async def test_the_list_is_kept_in_memory_for_a_while(
@@ -232,3 +263,74 @@ async def test_a_failed_refresh_keeps_the_known_names(
     assert not known
     assert close[0] == "openai/gpt-4o"
     assert server.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("openai/gpt-4o", True),
+        ("anthropic/claude-3.5-sonnet", True),
+        ("openai/gpt-4o:online", True),
+        ("openai/o3-mini", False),
+        ("openai/o3-mini:nitro", False),
+        ("mystery/model", None),
+        ("not/listed", None),
+    ],
+)
+async def test_takes_images_reads_the_input_modalities(
+    models_server: tuple[ModelsServer, str],
+    redis_client: aioredis.Redis,
+    session: aiohttp.ClientSession,
+    model: str,
+    expected: bool | None,
+) -> None:
+    """A listed model reads images when "image" is among its input modalities; a model the
+    list does not describe is unknown (None), a routing suffix is looked up by its base."""
+    _, base = models_server
+    catalog = ModelCatalog(session, redis_client, base_url=base)
+    assert await catalog.takes_images(model) is expected
+
+
+async def test_modalities_survive_the_redis_cache(
+    models_server: tuple[ModelsServer, str],
+    redis_client: aioredis.Redis,
+    session: aiohttp.ClientSession,
+) -> None:
+    """A second catalog (another process) reads the modalities from Redis, not the network."""
+    server, base = models_server
+    await ModelCatalog(session, redis_client, base_url=base).names()
+    again = ModelCatalog(session, redis_client, base_url=base)
+    assert await again.takes_images("openai/o3-mini") is False
+    assert await again.image_models() == [
+        "anthropic/claude-3.5-sonnet",
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+    ]
+    assert server.calls == 1
+
+
+async def test_an_older_cached_list_of_names_still_reads(
+    models_server: tuple[ModelsServer, str],
+    redis_client: aioredis.Redis,
+    session: aiohttp.ClientSession,
+) -> None:
+    """The older cache form (a list of names) answers names, with modalities unknown."""
+    server, base = models_server
+    await redis_client.set(CACHE_KEY, json.dumps(["old/one", "old/two"]))
+    catalog = ModelCatalog(session, redis_client, base_url=base)
+    assert await catalog.names() == ["old/one", "old/two"]
+    assert await catalog.takes_images("old/one") is None
+    assert await catalog.image_models() == []
+    assert server.calls == 0
+
+
+async def test_an_unreachable_list_leaves_images_unknown(
+    models_server: tuple[ModelsServer, str],
+    redis_client: aioredis.Redis,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Without the list no model is refused images: the answer is None (try it)."""
+    server, base = models_server
+    server.status = 503
+    catalog = ModelCatalog(session, redis_client, base_url=base)
+    assert await catalog.takes_images("openai/o3-mini") is None

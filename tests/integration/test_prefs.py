@@ -1,11 +1,23 @@
-"""Channel and server choices of model and system prompt, and their precedence."""
+"""Channel and server choices (model, system prompt, reasoning, web, fallbacks, footer), their
+precedence, validation, and the typed options read from them."""
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
+from bot.config import load_settings
 from bot.core.keys import ConversationKey
-from bot.core.prefs import Effective, Preferences
+from bot.core.options import AnswerOptions, OptionError
+from bot.core.prefs import (
+    PREF_NAMES,
+    Effective,
+    Preferences,
+    PrefName,
+    answer_options,
+    usage_footer,
+)
+from bot.wiring import make_prefs
 
 KEY = ConversationKey("1", "10")
 OTHER_CHANNEL = ConversationKey("1", "11")
@@ -22,6 +34,10 @@ async def test_defaults_when_nothing_is_set(redis_client: aioredis.Redis) -> Non
     assert eff == {
         "model": Effective("base/model", "default"),
         "system": Effective("Be brief.", "default"),
+        "reasoning": Effective("auto", "default"),
+        "web": Effective("off", "default"),
+        "fallbacks": Effective("none", "default"),
+        "footer": Effective("off", "default"),
     }
 
 
@@ -68,3 +84,114 @@ async def test_a_stored_value_that_is_not_utf8_is_shown_not_raised(
     await redis_client.hset(KEY.prefs, "system", b"Be \xff brief.")  # type: ignore[misc]
     eff = await _prefs(redis_client).effective(KEY)
     assert eff["system"] == Effective("Be \ufffd brief.", "channel")
+
+
+async def test_every_choice_follows_channel_over_server_over_default(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Reasoning, web and fallbacks resolve like the model; footer is a server choice only."""
+    prefs = Preferences(
+        redis_client,
+        default_model="base/model",
+        default_system="Be brief.",
+        default_reasoning="low",
+        default_web="on",
+        default_fallbacks="a/one",
+    )
+    values: dict[PrefName, tuple[str, str]] = {
+        "reasoning": ("medium", "high"),
+        "web": ("off", "on"),
+        "fallbacks": ("b/two", "c/three,d/four"),
+    }
+    for name, (server_value, channel_value) in values.items():
+        await prefs.set(KEY, "server", name, server_value)
+        await prefs.set(KEY, "channel", name, channel_value)
+        assert (await prefs.effective(KEY))[name] == Effective(channel_value, "channel")
+        assert (await prefs.effective(OTHER_CHANNEL))[name] == Effective(server_value, "server")
+    assert (await prefs.effective(OTHER_SERVER))["reasoning"] == Effective("low", "default")
+    assert set(await prefs.effective(KEY)) == set(PREF_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "stored"),
+    [
+        ("reasoning", " HIGH ", "high"),
+        ("reasoning", "auto", "auto"),
+        ("web", "yes", "on"),
+        ("web", "False", "off"),
+        ("fallbacks", "a/one, b/two:free", "a/one,b/two:free"),
+        ("fallbacks", "none", "none"),
+    ],
+)
+async def test_values_are_stored_in_canonical_form(
+    redis_client: aioredis.Redis, name: PrefName, typed: str, stored: str
+) -> None:
+    """What a person typed is stored in one form: lower-case efforts, on/off, a clean list."""
+    prefs = _prefs(redis_client)
+    assert await prefs.set(KEY, "channel", name, typed) == stored
+    assert (await prefs.effective(KEY))[name] == Effective(stored, "channel")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "scope", "sentence"),
+    [
+        ("reasoning", "max", "channel", "The reasoning effort must be one of"),
+        ("web", "maybe", "channel", "Web search must be on or off."),
+        ("fallbacks", "a/one,b/two,c/three", "server", "At most 2 fallback models"),
+        ("fallbacks", "gpt 4", "channel", "is not a model id"),
+        ("footer", "on", "channel", "only be set for the whole server"),
+        ("model", "two words", "server", "A model id is one word"),
+    ],
+)
+async def test_bad_values_are_one_sentence_and_not_stored(
+    redis_client: aioredis.Redis, name: PrefName, value: str, scope: str, sentence: str
+) -> None:
+    """A value a choice does not take raises one sentence and leaves the choice unchanged."""
+    prefs = _prefs(redis_client)
+    with pytest.raises(OptionError, match=sentence) as caught:
+        await prefs.set(KEY, scope, name, value)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+    assert (await prefs.effective(KEY))[name].source == "default"
+
+
+async def test_footer_is_read_from_the_server_only(redis_client: aioredis.Redis) -> None:
+    """A footer value under a channel's hash (written by hand) does not count."""
+    prefs = _prefs(redis_client)
+    await redis_client.hset(KEY.sub("prefs"), "footer", "on")  # type: ignore[misc]
+    assert usage_footer(await prefs.effective(KEY)) is False
+    await prefs.set(KEY, "server", "footer", "on")
+    assert (await prefs.effective(KEY))["footer"] == Effective("on", "server")
+    assert usage_footer(await prefs.effective(OTHER_CHANNEL)) is True
+
+
+async def test_answer_options_from_the_choices_in_force(redis_client: aioredis.Redis) -> None:
+    """The typed options of a turn come from the choices; a command's web option overrides."""
+    prefs = _prefs(redis_client)
+    assert answer_options(await prefs.effective(KEY), web_max_results=5) == AnswerOptions()
+    await prefs.set(KEY, "server", "reasoning", "high")
+    await prefs.set(KEY, "channel", "web", "on")
+    await prefs.set(KEY, "channel", "fallbacks", "a/one,b/two")
+    choices = await prefs.effective(KEY)
+    assert answer_options(choices, web_max_results=3) == AnswerOptions(
+        reasoning_effort="high", web=True, web_max_results=3, fallback_models=("a/one", "b/two")
+    )
+    assert not answer_options(choices, web_max_results=3, web=False).web
+
+
+async def test_wiring_takes_the_defaults_from_the_settings(redis_client: aioredis.Redis) -> None:
+    """REASONING_EFFORT, WEB_SEARCH, FALLBACK_MODELS and USAGE_FOOTER are the defaults."""
+    settings = load_settings(
+        None,
+        reasoning_effort="minimal",
+        web_search=True,
+        fallback_models="a/one",
+        usage_footer=True,
+    )
+    eff = await make_prefs(settings, redis_client).effective(KEY)
+    assert {name: e.value for name, e in eff.items() if name not in {"model", "system"}} == {
+        "reasoning": "minimal",
+        "web": "on",
+        "fallbacks": "a/one",
+        "footer": "on",
+    }
+    assert {e.source for e in eff.values()} == {"default"}

@@ -27,6 +27,7 @@ from bot.core.events import (
     TextDelta,
     Usage,
 )
+from bot.core.options import AnswerOptions
 from bot.core.renderer import ReplyLayout, SentMessage
 from bot.core.responses import ERROR_BODY_MAX_CHARS, ResponsesClient
 from tests.support.fake_responses import (
@@ -455,7 +456,8 @@ async def test_citations_from_every_place_are_listed_once(
         "https://c.example/",
     ]
     assert _final_content(result) == (
-        "See A\n\n-# Sources: <https://a.example/> · <https://b.example/> · <https://c.example/>"
+        "See A\n\n-# 1. [a.example](<https://a.example/>)\n-# 2. [b.example](<https://b.example/>)"
+        "\n-# 3. [c.example](<https://c.example/>)"
     )
 
 
@@ -785,3 +787,120 @@ async def test_connect_timeout_when_no_connection_is_free(server: FakeResponsesS
             error = failure(await collect(client))
     assert isinstance(error, errors.LLMTimeoutError)
     assert (error.phase, error.seconds) == ("connect", 0.2)
+
+
+def _options_request(client: ResponsesClient, options: AnswerOptions | None) -> dict[str, Any]:
+    """A one-question request with the given answer options."""
+    return client.build_request(
+        [HistoryItem("user", "What's new?")],
+        instructions="Be brief.",
+        model="primary/model",
+        max_output_tokens=4096,
+        user_key="u",
+        conversation_key="c",
+        options=options,
+    )
+
+
+OPTION_CASES = [
+    pytest.param(None, {}, id="none"),
+    pytest.param(AnswerOptions(), {}, id="defaults"),
+    pytest.param(
+        AnswerOptions(reasoning_effort="high"),
+        {"reasoning": {"effort": "high", "summary": "auto"}},
+        id="reasoning",
+    ),
+    pytest.param(
+        AnswerOptions(reasoning_effort="none"),
+        {"reasoning": {"effort": "none"}},
+        id="reasoning-none",
+    ),
+    pytest.param(
+        AnswerOptions(web=True, web_max_results=3),
+        {"plugins": [{"id": "web", "max_results": 3}]},
+        id="web",
+    ),
+    pytest.param(
+        AnswerOptions(fallback_models=("backup/one", "primary/model", "backup/two")),
+        {"models": ["primary/model", "backup/one", "backup/two"]},
+        id="fallbacks",
+    ),
+    pytest.param(
+        AnswerOptions(
+            reasoning_effort="low", web=True, web_max_results=5, fallback_models=("b/one",)
+        ),
+        {
+            "models": ["primary/model", "b/one"],
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "plugins": [{"id": "web", "max_results": 5}],
+        },
+        id="all",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "added"), OPTION_CASES)
+async def test_answer_options_reach_the_request_body(
+    server: FakeResponsesServer,
+    make_client: ClientFactory,
+    options: AnswerOptions | None,
+    added: dict[str, Any],
+) -> None:
+    """Each option adds exactly its documented field, after the usual ones, in a fixed order:
+    `models` (primary first, never twice), `reasoning` with a summary, the `web` plugin."""
+    client = make_client()
+    server.push(SseStream([sse_stream(["ok"])]))
+    await collect(client, _options_request(client, options))
+    body = server.requests[0].body
+    usual = ["model", "instructions", "input", "max_output_tokens", "user", "prompt_cache_key"]
+    assert list(body) == [*usual, "stream", *added]
+    assert {name: body[name] for name in added} == added
+    assert body["model"] == "primary/model"
+
+
+async def test_summary_and_raw_reasoning_are_told_apart(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """Summary deltas are marked as summary, raw reasoning is not; a reasoning item's start is
+    an empty ReasoningDelta; a new summary part is a paragraph break."""
+    server.push(
+        SseStream(
+            [
+                sse_stream(
+                    ["Answer"],
+                    reasoning=["**Plan**", "\n\nLooking it up."],
+                    raw_reasoning=["secret chain"],
+                )
+            ]
+        )
+    )
+    events = await collect(make_client())
+    reasoning = [e for e in events if isinstance(e, ReasoningDelta)]
+    assert reasoning == [
+        ReasoningDelta(""),
+        ReasoningDelta("secret chain"),
+        ReasoningDelta("**Plan**", summary=True),
+        ReasoningDelta("\n\n", summary=True),
+        ReasoningDelta("Looking it up.", summary=True),
+    ]
+    assert text_of(events) == "Answer"
+
+
+async def test_the_model_that_answered_is_in_the_final_event(
+    server: FakeResponsesServer, make_client: ClientFactory
+) -> None:
+    """A fallback that answered is named by the final event's model, with cached tokens."""
+    usage = {
+        "input_tokens": 1234,
+        "input_tokens_details": {"cached_tokens": 1000},
+        "output_tokens": 456,
+        "output_tokens_details": {"reasoning_tokens": 300},
+        "cost": 0.0012,
+    }
+    server.push(
+        SseStream([sse_stream(["Hi"], model="primary/model", answered_by="b/one", usage=usage)])
+    )
+    final = (await collect(make_client()))[-1]
+    assert isinstance(final, Completed)
+    assert final.model == "b/one"
+    assert final.usage == Usage(1234, 456, 300, 0.0012, cached_tokens=1000)

@@ -4,7 +4,8 @@ Each request takes the next script from a queue: a `PlainResponse` (an HTTP erro
 body that is not SSE) or an `SseStream` (a 200 whose body is given as byte chunks, with `Wait`
 steps the test releases through an asyncio.Event, `HANG` to stall forever, `ABORT` to cut the
 connection). Every request's headers and JSON body are recorded in `.requests`.
-GET /models answers OpenRouter's model list shape with the ids in `.models`.
+GET /models answers OpenRouter's model list shape with the ids in `.models`, each with
+`architecture.input_modalities` when `.modalities` names it.
 
     async with FakeResponsesServer([SseStream([sse_stream(["Hel", "lo"])])]) as server:
         client = ResponsesClient(session, base_url=server.url, api_key="k")
@@ -156,17 +157,32 @@ def _message_item(message_id: str, status: str, text: str) -> dict[str, Any]:
     }
 
 
-def _response(status: str, model: str, output: list[dict[str, Any]], **extra: Any) -> dict:
-    """The `response` object carried by response.* events."""
-    usage = {
+def default_usage() -> dict[str, Any]:
+    """The usage a scripted answer reports unless told otherwise (a fresh dict each time)."""
+    return {
         "input_tokens": 12,
         "output_tokens": 5,
         "total_tokens": 17,
         "output_tokens_details": {"reasoning_tokens": 2},
         "cost": 0.00012,
     }
+
+
+def _response(
+    status: str,
+    model: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict:
+    """The `response` object carried by response.* events."""
     body = {"id": "gen-123", "object": "response", "status": status, "model": model}
-    return {**body, "output": output, "usage": usage, **extra}
+    return {**body, "output": output, "usage": usage or default_usage(), **extra}
+
+
+def url_citation(url: str, title: str = "") -> dict[str, Any]:
+    """A url_citation annotation as OpenRouter's web plugin sends it (flat)."""
+    return {"type": "url_citation", "url": url, "title": title, "start_index": 0, "end_index": 1}
 
 
 def answer_events(
@@ -177,14 +193,20 @@ def answer_events(
     model: str = "openai/gpt-4o-mini",
     end: End = "completed",
     reasoning: Sequence[str] = (),
+    raw_reasoning: Sequence[str] = (),
+    citations: Sequence[tuple[str, str]] = (),
+    answered_by: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Event payloads of one answer: created, reasoning, message item, deltas, final event."""
+    """Event payloads of one answer: created, reasoning, message item, deltas, citations (as
+    annotation events), final event. `reasoning` are summary deltas, `raw_reasoning` raw
+    reasoning deltas; `answered_by` is the final response's model (a fallback that answered)."""
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": _response("in_progress", model, [])}
     ]
-    if reasoning:
-        events += _reasoning_events(reasoning)
-    index = 1 if reasoning else 0
+    if reasoning or raw_reasoning:
+        events += _reasoning_events(reasoning, raw_reasoning)
+    index = 1 if reasoning or raw_reasoning else 0
     item_ref = {"item_id": message_id, "output_index": index, "content_index": 0}
     events.append(
         {
@@ -199,37 +221,54 @@ def answer_events(
         else ("response.content_part.delta")
     )
     events += [{"type": delta_type, **item_ref, "delta": d} for d in deltas]
+    events += [
+        {"type": "response.output_text.annotation.added", **item_ref, "annotation": a}
+        for a in (url_citation(url, title) for url, title in citations)
+    ]
     text = "".join(deltas)
     status = "incomplete" if end == "incomplete" else "completed"
     done_item = _message_item(message_id, status, text)
     events.append({"type": "response.output_item.done", "output_index": index, "item": done_item})
-    events += _final_events(end, vocabulary, model, done_item)
+    events += _final_events(end, vocabulary, answered_by or model, done_item, usage)
     return events
 
 
-def _reasoning_events(reasoning: Sequence[str]) -> list[dict[str, Any]]:
-    """A reasoning item with summary deltas, as reasoning models stream it."""
+def _reasoning_events(summary: Sequence[str], raw: Sequence[str]) -> list[dict[str, Any]]:
+    """A reasoning item with raw reasoning deltas and then summary deltas (one summary part
+    per delta that starts with "\n\n"), as reasoning models stream it."""
     item = {"type": "reasoning", "id": "rs_tmp_1", "summary": []}
-    deltas = [
-        {"type": "response.reasoning_summary_text.delta", "item_id": "rs_tmp_1", "delta": d}
-        for d in reasoning
+    ref = {"item_id": "rs_tmp_1", "output_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": item}
     ]
-    return [
-        {"type": "response.output_item.added", "output_index": 0, "item": item},
-        *deltas,
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-    ]
+    events += [{"type": "response.reasoning_text.delta", **ref, "delta": d} for d in raw]
+    part = -1
+    for delta in summary:
+        text = delta
+        if part < 0 or delta.startswith("\n\n"):
+            part += 1
+            added = {"type": "response.reasoning_summary_part.added", **ref, "summary_index": part}
+            events.append({**added, "part": {"type": "summary_text", "text": ""}})
+            text = delta.removeprefix("\n\n")
+        kind = "response.reasoning_summary_text.delta"
+        events.append({"type": kind, **ref, "summary_index": part, "delta": text})
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    return events
 
 
 def _final_events(
-    end: End, vocabulary: str, model: str, item: dict[str, Any]
+    end: End,
+    vocabulary: str,
+    model: str,
+    item: dict[str, Any],
+    usage: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The closing event for each way an answer can end."""
     if end == "none":
         return []
     if end == "incomplete":
         details = {"reason": "max_output_tokens"}
-        response = _response("incomplete", model, [item], incomplete_details=details)
+        response = _response("incomplete", model, [item], usage, incomplete_details=details)
         return [{"type": "response.incomplete", "response": response}]
     if end == "failed":
         error = {"code": "server_error", "message": "provider exploded"}
@@ -237,7 +276,97 @@ def _final_events(
             {"type": "response.failed", "response": _response("failed", model, [], error=error)}
         ]
     final_type = "response.completed" if vocabulary == "responses" else "response.done"
-    return [{"type": final_type, "response": _response("completed", model, [item])}]
+    return [{"type": final_type, "response": _response("completed", model, [item], usage)}]
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    """A function call a scripted answer makes: its arguments streamed as `chunks`."""
+
+    call_id: str
+    name: str
+    chunks: Sequence[str]
+    item_id: str = ""
+
+    @property
+    def arguments(self) -> str:
+        """The whole argument text."""
+        return "".join(self.chunks)
+
+    def item(self, status: str) -> dict[str, Any]:
+        """The function_call output item, with its arguments once it is done."""
+        arguments = self.arguments if status == "completed" else ""
+        return {
+            "type": "function_call",
+            "id": self.item_id or f"fc_{self.call_id}",
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": arguments,
+            "status": status,
+        }
+
+
+def tool_call_events(
+    calls: Sequence[ScriptedCall],
+    *,
+    text: Sequence[str] = (),
+    message_id: str = "msg_tmp_tools",
+    model: str = "openai/gpt-4o-mini",
+) -> list[dict[str, Any]]:
+    """Event payloads of a round that calls tools: optional text first (a message item), then
+    each call's item, argument deltas and `.done` events, then response.completed."""
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("in_progress", model, [])}
+    ]
+    output: list[dict[str, Any]] = []
+    if text:
+        ref = {"item_id": message_id, "output_index": 0, "content_index": 0}
+        events.append(
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": _message_item(message_id, "in_progress", ""),
+            }
+        )
+        events += [{"type": "response.output_text.delta", **ref, "delta": d} for d in text]
+        done = _message_item(message_id, "completed", "".join(text))
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": done})
+        output.append(done)
+    for call in calls:
+        index = len(output)
+        item_id = call.item("in_progress")["id"]
+        ref = {"item_id": item_id, "output_index": index}
+        events.append(
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": call.item("in_progress"),
+            }
+        )
+        events += [
+            {"type": "response.function_call_arguments.delta", **ref, "delta": chunk}
+            for chunk in call.chunks
+        ]
+        events.append(
+            {"type": "response.function_call_arguments.done", **ref, "arguments": call.arguments}
+        )
+        events.append(
+            {
+                "type": "response.output_item.done",
+                "output_index": index,
+                "item": call.item("completed"),
+            }
+        )
+        output.append(call.item("completed"))
+    events.append({"type": "response.completed", "response": _response("completed", model, output)})
+    return events
+
+
+def tool_call_stream(
+    calls: Sequence[ScriptedCall], *, text: Sequence[str] = (), message_id: str = "msg_tmp_tools"
+) -> SseStream:
+    """A whole streamed round that calls tools (see `tool_call_events`)."""
+    return SseStream([encode_events(tool_call_events(calls, text=text, message_id=message_id))])
 
 
 def sse_stream(
@@ -248,8 +377,10 @@ def sse_stream(
     model: str = "openai/gpt-4o-mini",
     end: End = "completed",
     reasoning: Sequence[str] = (),
+    **extra: Any,
 ) -> bytes:
-    """A realistic whole SSE transcript of one answer made of `deltas`."""
+    """A realistic whole SSE transcript of one answer made of `deltas` (`extra`: the other
+    options of `answer_events`)."""
     vocabulary: Literal["responses", "docs"] = "docs" if style == "docs" else "responses"
     events = answer_events(
         deltas,
@@ -258,6 +389,7 @@ def sse_stream(
         model=model,
         end=end,
         reasoning=reasoning,
+        **extra,
     )
     return encode_events(events, style=style)
 
@@ -270,6 +402,11 @@ class FakeResponsesServer:
     ) -> None:
         self.scripts: deque[Script] = deque(scripts)
         self.models: list[str] = list(models)
+        self.modalities: dict[str, list[str]] = {}
+        self.api_key: str | None = None
+        """When set, GET /key answers 401 to any other bearer key."""
+        self.key_limit: float | None = None
+        self.key_usage = 0.0
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
@@ -292,6 +429,7 @@ class FakeResponsesServer:
         app = web.Application()
         app.router.add_post("/api/v1/responses", self._handle)
         app.router.add_get("/api/v1/models", self._list_models)
+        app.router.add_get("/api/v1/key", self._key)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -310,8 +448,33 @@ class FakeResponsesServer:
             await self._runner.cleanup()
 
     async def _list_models(self, request: web.Request) -> web.Response:
-        """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`."""
-        return web.json_response({"data": [{"id": name} for name in self.models]})
+        """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`
+        (with `architecture.input_modalities` from `.modalities`)."""
+        data: list[dict[str, Any]] = []
+        for name in self.models:
+            entry: dict[str, Any] = {"id": name}
+            if name in self.modalities:
+                entry["architecture"] = {"input_modalities": self.modalities[name]}
+            data.append(entry)
+        return web.json_response({"data": data})
+
+    async def _key(self, request: web.Request) -> web.Response:
+        """GET /key: OpenRouter's shape (`data.limit`, `data.usage`, `data.limit_remaining`)."""
+        given = request.headers.get("Authorization", "")
+        if self.api_key is not None and given != f"Bearer {self.api_key}":
+            return web.json_response(
+                {"error": {"code": 401, "message": "No auth credentials found"}}, status=401
+            )
+        limit = self.key_limit
+        remaining = None if limit is None else limit - self.key_usage
+        data = {
+            "label": "sk-or-v1-tes...st",
+            "limit": limit,
+            "usage": self.key_usage,
+            "limit_remaining": remaining,
+            "is_free_tier": False,
+        }
+        return web.json_response({"data": data})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Record the request and play the next script."""

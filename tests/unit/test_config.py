@@ -76,3 +76,47 @@ def test_a_malformed_value_still_names_its_variable(tmp_path: Path) -> None:
     env.write_text("DEV_GUILD_ID=abc\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="DEV_GUILD_ID"):
         load_settings(env)
+
+
+def test_answer_option_settings_parse_to_their_canonical_form(tmp_path: Path) -> None:
+    """REASONING_EFFORT, WEB_SEARCH, WEB_MAX_RESULTS and FALLBACK_MODELS read as typed options."""
+    env = tmp_path / ".env"
+    env.write_text(
+        "REASONING_EFFORT=High\nWEB_SEARCH=true\nWEB_MAX_RESULTS=3\n"
+        "FALLBACK_MODELS= a/one , b/two:free ,a/one\nUSAGE_FOOTER=true\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(env)
+    assert settings.reasoning == "high"
+    assert (settings.web_search, settings.web_max_results) == (True, 3)
+    assert settings.fallbacks == ("a/one", "b/two:free")
+    assert settings.usage_footer is True
+
+
+def test_answer_option_defaults_add_nothing() -> None:
+    """By default the model reasons as it likes, no web search, no fallbacks, no footer, and
+    the output budget leaves a reasoning model room to answer."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.reasoning, settings.web_search, settings.fallbacks) == (None, False, ())
+    assert settings.usage_footer is False
+    assert settings.max_output_tokens == 4096
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("REASONING_EFFORT=extreme", "REASONING_EFFORT"),
+        ("FALLBACK_MODELS=a/one,b/two,c/three", "FALLBACK_MODELS"),
+        ("FALLBACK_MODELS=not a model", "FALLBACK_MODELS"),
+        ("WEB_MAX_RESULTS=50", "WEB_MAX_RESULTS"),
+    ],
+)
+def test_bad_answer_option_settings_are_one_line(tmp_path: Path, line: str, name: str) -> None:
+    """A bad reasoning effort, too many or malformed fallbacks, or too many results name the
+    variable in one sentence."""
+    env = tmp_path / ".env"
+    env.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=name) as caught:
+        load_settings(env)
+    assert "\n" not in str(caught.value)
+    assert not str(caught.value).endswith("..")

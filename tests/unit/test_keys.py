@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import keys
-from bot.core.keys import ConversationKey
+from bot.core.keys import ConversationKey, ServerKey
 
 
 def test_key_names_share_the_hash_tag() -> None:
@@ -55,6 +55,31 @@ def test_valid_names_give_one_well_formed_tag(name: str) -> None:
 def test_keys_are_hashable_values() -> None:
     """Equal keys are equal and hash alike, so they can index per-conversation state."""
     assert len({ConversationKey("1", "2"), ConversationKey("1", "2")}) == 1
+
+
+def test_server_keys_share_the_servers_hash_tag() -> None:
+    """Every key of a server carries `{g:<guild>}`; a server's choices keep their old name."""
+    server = ServerKey("123")
+    names = [
+        server.prefs,
+        server.limits,
+        server.conversations,
+        server.users,
+        server.rate("42"),
+        server.usage("d20250131"),
+        server.usage("m202501", "42"),
+        server.top("d20250131", "cost"),
+    ]
+    assert all(name.startswith("{g:123}:") for name in names)
+    assert server.prefs == "{g:123}:prefs"
+    assert len(set(names)) == len(names)
+    assert server.conversation("456") == ConversationKey("123", "456")
+
+
+def test_bad_server_name_is_refused() -> None:
+    """A server name that would break the hash tag is a ValueError."""
+    with pytest.raises(ValueError, match="guild name must"):
+        ServerKey("a}b")
 
 
 def test_every_key_name_of_the_bot_comes_from_keys() -> None:

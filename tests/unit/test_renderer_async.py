@@ -12,15 +12,17 @@ from hypothesis import strategies as st
 
 from bot.core.errors import LLMStreamError
 from bot.core.events import (
+    Citation,
     Completed,
     Failed,
     FinalEvent,
     Incomplete,
     ReasoningDelta,
     TextDelta,
+    Usage,
 )
 from bot.core.pacing import WINDOW_MARGIN, EditPacer
-from bot.core.renderer import RenderResult, ReplyRenderer, Rerouted, SentMessage
+from bot.core.renderer import FooterOptions, RenderResult, ReplyRenderer, Rerouted, SentMessage
 from tests.support.recording_sink import RecordingSink
 from tests.support.reply_checks import assert_gives_back, assert_valid_message
 from tests.support.virtual_time import run_virtual
@@ -415,3 +417,99 @@ def test_any_stream_through_the_driver(text: str, size: int, every: float, laten
     if text.strip():
         assert_gives_back(text, sink.messages())
     assert max_in_window([w.time for w in sink.writes()]) <= 5
+
+
+async def think_then_answer(renderer: ReplyRenderer, *, think: float, summary_at: float) -> None:
+    """Reason silently, a summary at `summary_at`, raw reasoning, then the answer after
+    `think` seconds (virtual time; no events between those moments)."""
+    renderer.feed(ReasoningDelta(""))
+    await asyncio.sleep(summary_at)
+    renderer.feed(ReasoningDelta("**Weighing it**\n\nChecking the sources. Compar", summary=True))
+    renderer.feed(ReasoningDelta("RAW CHAIN OF THOUGHT"))
+    await asyncio.sleep(think - summary_at)
+    renderer.feed(TextDelta("The answer."))
+    renderer.feed(Completed())
+
+
+def test_thinking_status_counts_seconds_then_collapses() -> None:
+    """While the model reasons the reply shows `💭 Thinking… N s` at once, its seconds advancing
+    without new events within the pacing, then the newest finished summary sentence (never the
+    raw reasoning); the answer replaces it and the footer says how long it thought."""
+    sink = RecordingSink()
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        pacer = EditPacer(clock=loop.time)
+        renderer = ReplyRenderer(sink, pacer)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(think_then_answer(renderer, think=12.2, summary_at=4.5))
+            group.create_task(renderer.run())
+        return begin
+
+    begin = run_virtual(scenario())
+    writes = sink.writes()
+    assert writes[0].op == "send"
+    assert writes[0].time == begin
+    assert writes[0].content == "-# 💭 Thinking… 0 s"
+    statuses = [w.content for w in writes if "Thinking" in w.content]
+    seconds = [int(c.split("Thinking… ")[1].split(" s")[0]) for c in statuses]
+    assert seconds == sorted(seconds)
+    assert len(set(seconds)) >= 8  # it advanced on its own, about once a second
+    assert seconds[-1] in {11, 12}
+    assert "-# 💭 Thinking… 3 s" in statuses
+    assert any(c.endswith("\n-# Checking the sources.") for c in statuses)
+    assert all("RAW" not in w.content for w in writes)
+    assert sink.messages() == ["The answer.\n\n-# 💭 Thought for 12 s"]
+    ordinary = [w.time for w in writes[1:-1]]
+    assert min(b - a for a, b in itertools.pairwise(ordinary)) >= 1.05 - 1e-9
+    assert max_in_window([w.time for w in writes], 5.0 + WINDOW_MARGIN) <= 5
+    assert sink.rejected == []
+
+
+def test_thinking_status_shares_the_channel_budget() -> None:
+    """Two replies thinking in one channel never exceed 5 requests per window together."""
+    sink = RecordingSink()
+
+    async def scenario() -> None:
+        pacer = EditPacer(clock=asyncio.get_running_loop().time)
+        renderers = [ReplyRenderer(sink, pacer) for _ in range(2)]
+        async with asyncio.TaskGroup() as group:
+            for renderer in renderers:
+                group.create_task(think_then_answer(renderer, think=20.0, summary_at=2.0))
+                group.create_task(renderer.run())
+
+    run_virtual(scenario())
+    times = [w.time for w in sink.writes()]
+    assert max_in_window(times, 5.0 + WINDOW_MARGIN) <= 5
+    assert sorted(sink.messages()) == ["The answer.\n\n-# 💭 Thought for 20 s"] * 2
+
+
+def test_sources_and_footers_fit_the_limit_in_their_own_message() -> None:
+    """A long answer with five long sources, answered-by and usage lines: every message stays
+    within 2,000 characters, the footer lines are whole, and the answer text is given back."""
+    sink = RecordingSink()
+    footer = FooterOptions(requested_model="a/asked", usage=True)
+    answer = "word " * 390
+
+    async def scenario() -> None:
+        pacer = EditPacer(clock=asyncio.get_running_loop().time)
+        renderer = ReplyRenderer(sink, pacer, footer=footer)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(renderer.run())
+            renderer.feed(TextDelta(answer))
+            for n in range(7):
+                url = f"https://example.com/{n}/" + "p" * 400
+                renderer.feed(Citation(url, f"Source {n}"))
+            renderer.feed(Completed(model="b/other", usage=Usage(10, 20, cost=0.5)))
+
+    run_virtual(scenario())
+    messages = sink.messages()
+    assert sink.rejected == []
+    assert all(len(m) <= 2000 for m in messages)
+    lines = "\n".join(messages).split("\n")
+    sources = [line for line in lines if line.startswith("-# ") and "](<https://" in line]
+    assert [line[:6] for line in sources] == ["-# 1. ", "-# 2. ", "-# 3. ", "-# 4. ", "-# 5. "]
+    assert all(line.endswith(">)") for line in sources)
+    assert lines[-2:] == ["-# Answered by b/other", "-# 10 in · 20 out · $0.5"]
+    assert messages[0].strip() == answer.strip()

@@ -180,7 +180,7 @@ def test_notice_that_does_not_fit_goes_to_a_new_message() -> None:
 
 
 def test_sources_listed_without_previews() -> None:
-    """Cited sources are listed once each, in angle brackets."""
+    """Cited sources are numbered once each, titled links in angle brackets."""
     layout, channel = ReplyLayout(), FakeChannel()
     layout.add_text("Answer")
     layout.add_citation(Citation("https://a.example/x", "A"))
@@ -189,7 +189,7 @@ def test_sources_listed_without_previews() -> None:
     layout.finish(Completed())
     channel.drain(layout)
     assert channel.contents == [
-        "Answer\n\n-# Sources: <https://a.example/x> · <https://b.example/>"
+        "Answer\n\n-# 1. [A](<https://a.example/x>)\n-# 2. [B](<https://b.example/>)"
     ]
 
 
