@@ -1,4 +1,5 @@
-"""Command line: `python -m bot` runs the Discord bot; `ask` and `reset` work from a terminal."""
+"""Command line: `python -m bot` runs the Discord bot; `ask`, `reset` and `memory` work from a
+terminal (whose conversations belong to a server of their own, "local")."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from bot.core.events import (
     HistoryItem,
     Incomplete,
     ReasoningDelta,
+    StatusLine,
     StreamEvent,
     TextDelta,
 )
@@ -36,13 +38,19 @@ from bot.core.images import (
     model_refusal,
     read_image_file,
 )
-from bot.core.keys import ConversationKey
+from bot.core.keys import LOCAL_GUILD, ConversationKey
 from bot.core.models import ModelCatalog
 from bot.core.options import AnswerOptions, effort_or_none, model_list, parse_effort
 from bot.core.options import parse_model_list as parse_models
 from bot.core.renderer import newest_summary_sentence, same_model
+from bot.core.tools.context import Caller, Place, ToolContext
+from bot.core.tools.memory_store import Fact
 from bot.core.turnlock import TurnLockTimeout
-from bot.wiring import StartupError, build_core, make_store, open_redis
+from bot.ops.logs import configure_logging
+from bot.wiring import StartupError, build_core, make_memory, make_store, open_redis
+
+TERMINAL_CALLER = Caller(user_id="terminal", name="terminal", manage_server=True)
+"""Who asks from a terminal: the owner, in the terminal's own server."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,16 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset = sub.add_parser("reset", help="clear a terminal conversation's history")
     reset.add_argument("--channel", default="terminal", help="conversation name (default terminal)")
+    sub.add_parser("check", help="check the settings, Redis, OpenRouter and Discord, then exit")
+    sync = sub.add_parser("sync", help="register the slash commands with Discord now")
+    sync.add_argument("--guild", type=int, default=None, help="a server id (default: global)")
+    memory = sub.add_parser("memory", help="list every fact a server's memory keeps")
+    memory.add_argument(
+        "--guild", required=True, help='server id ("local" is the terminal\'s own server)'
+    )
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     """Parse arguments, load settings, run the chosen command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
-    quiet = args.command in {"ask", "reset"}
-    level = logging.ERROR if quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Until the settings say otherwise (LOG_LEVEL, LOG_FORMAT), only warnings and errors.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run_command(args)
     except (ConfigError, StartupError, ValueError) as exc:
@@ -108,7 +121,18 @@ def main(argv: Sequence[str]) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     """Load the settings and run the command the arguments chose."""
+    if args.command in {"check", "sync"}:
+        from bot.ops.check import run_check_command
+
+        return run_check_command(args)
     settings = load_settings()
+    # In a terminal stderr carries one line per failure, so retries and the like stay quiet.
+    quiet = args.command in {"ask", "reset"}
+    configure_logging(
+        level="ERROR" if quiet else settings.log_level,
+        fmt=settings.log_format,
+        content=settings.log_content,
+    )
     if args.command == "ask":
         options = answer_options(settings, args)
         return asyncio.run(
@@ -116,6 +140,8 @@ def _run_command(args: argparse.Namespace) -> int:
         )
     if args.command == "reset":
         return asyncio.run(reset(settings, args.channel))
+    if args.command == "memory":
+        return asyncio.run(list_memory(settings, args.guild))
     return run_discord(settings)
 
 
@@ -130,8 +156,6 @@ def run_discord(settings: Settings) -> int:
 
     require(settings.discord_token, "DISCORD_TOKEN")
     require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("discord").setLevel(logging.WARNING)
     return asyncio.run(run_bot(settings))
 
 
@@ -180,6 +204,9 @@ class TerminalPrinter:
             sys.stdout.flush()
         elif isinstance(event, Citation):
             self.citations.setdefault(event.url, event.title)
+        elif isinstance(event, StatusLine):
+            if event.text and sys.stderr.isatty():  # a tool's status, for a person watching
+                _note(event.text.removeprefix("-# "))
         else:
             self._end_thinking()
 
@@ -250,6 +277,7 @@ async def ask(
         core = build_core(settings, session, redis)
         # A model known to read only text gets the images of earlier turns as placeholders.
         source = FileImageSource(max_bytes=settings.max_image_bytes)
+        memory = make_memory(settings, redis, per_server_switch=False)
         turn = TurnRequest(
             key=key,
             new_items=[HistoryItem(role="user", text=text, images=tuple(loaded))],
@@ -258,6 +286,7 @@ async def ask(
             instructions=settings.system_prompt,
             images=PreloadedImages(loaded, source) if takes_images is not False else None,
             options=options or AnswerOptions(),
+            tools=await memory.for_turn(ToolContext(Place.terminal(channel), TERMINAL_CALLER)),
         )
         printer = TerminalPrinter()
         result = await core.service.run_turn(turn, printer)
@@ -303,6 +332,8 @@ def _report_final(
     thought: bool = False,
 ) -> int:
     """One line on stderr for anything but a normal end; the exit status."""
+    for notice in final.notices:  # e.g. the answer could not be stored
+        print(notice.removeprefix("-# ").removeprefix("⚠️ "), file=sys.stderr)
     if isinstance(final, Failed):
         print(_error_line(final.error, model), file=sys.stderr)
         return 1
@@ -329,4 +360,28 @@ async def reset(settings: Settings, channel: str) -> int:
     async with open_redis(settings) as redis:
         await make_store(settings, redis).clear(key)
     print(f"Forgot the conversation {channel!r}.", file=sys.stderr)
+    return 0
+
+
+def fact_lines(fact: Fact) -> list[str]:
+    """A fact as the memory listing shows it: id, when, who, where, visibility; then its text."""
+    who = f"{fact.by_name} ({fact.by_id})"
+    return [
+        f"#{fact.id}  {fact.told_at}  {who}  in {fact.where}  [{fact.visibility}]",
+        f"    {fact.text}",
+    ]
+
+
+async def list_memory(settings: Settings, guild: str) -> int:
+    """Print every fact of a server's memory, oldest first, with where it was told and who
+    may hear it (the owner's view: nothing is filtered)."""
+    async with open_redis(settings) as redis:
+        memory = make_memory(settings, redis)
+        facts = await memory.store.facts(guild)
+        switched_on = await memory.store.enabled(guild)
+    for fact in facts:
+        print("\n".join(fact_lines(fact)))
+    state = "on" if settings.memory_enabled and (switched_on or guild == LOCAL_GUILD) else "off"
+    count = f"{len(facts)} fact" + ("" if len(facts) == 1 else "s")
+    print(f"{count} in the memory of server {guild} (memory is {state}).", file=sys.stderr)
     return 0

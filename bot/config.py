@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.options import (
@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     edit_interval_seconds: float = Field(default=1.05, ge=0.2, le=60)
     queue_depth: int = Field(default=5, ge=0, le=100)
     reply_mentions_author: bool = True
+    user_rate_per_minute: int = Field(default=6, ge=0, le=10_000)
+    limit_admins: bool = False
+    server_daily_tokens: int = Field(default=0, ge=0)
+    server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     image_history: int = Field(default=3, ge=0, le=20)
     reasoning_effort: str = ""
@@ -95,6 +99,15 @@ class Settings(BaseSettings):
         """The configured fallback models, in order."""
         return model_list(self.fallback_models)
 
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_content: bool = False
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    memory_enabled: bool = False
+    memory_max_facts: int = Field(default=500, ge=1, le=100_000)
+
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -102,6 +115,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be an http(s):// or ws(s):// URL")
         return value.rstrip("/")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any, info: ValidationInfo) -> Any:
+        """LOG_LEVEL=debug and LOG_FORMAT=JSON mean the same as their usual spelling."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("discord_token", "openrouter_api_key", mode="before")
     @classmethod

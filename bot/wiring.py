@@ -14,12 +14,17 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
+from bot.core.limits import UsageLimits
 from bot.core.models import ModelCatalog
+from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -49,6 +54,8 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    inflight: InFlightAnswers
+    memory: MemoryTools
 
 
 @contextlib.asynccontextmanager
@@ -104,6 +111,31 @@ def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
     )
 
 
+def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
+    """The per-member rate and per-server daily budgets from the settings."""
+    return UsageLimits(
+        redis,
+        user_rate_per_minute=settings.user_rate_per_minute,
+        limit_admins=settings.limit_admins,
+        daily_tokens=settings.server_daily_tokens,
+        daily_cost_usd=settings.server_daily_cost_usd,
+    )
+
+
+def make_memory(
+    settings: Settings, redis: aioredis.Redis, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -122,13 +154,20 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
 
 
 def build_bot_services(
-    settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    redis: aioredis.Redis,
+    *,
+    observer: Observer = NO_OBSERVER,
 ) -> BotServices:
-    """The core plus the services the Discord bot needs, each from its own settings."""
+    """The core plus the services the Discord bot needs, each from its own settings; the
+    answers and the pacing report to `observer` (metrics)."""
     core = build_core(settings, session, redis)
     prefs = make_prefs(settings, redis)
-    pacer = EditPacer(min_interval=settings.edit_interval_seconds)
+    pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    inflight = InFlightAnswers(redis)
+    memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
@@ -136,6 +175,9 @@ def build_bot_services(
         last_answers,
         queue_depth=settings.queue_depth,
         web_max_results=settings.web_max_results,
+        inflight=inflight,
+        observer=observer,
+        tools=memory,
     )
     return BotServices(
         core=core,
@@ -144,4 +186,6 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        inflight=inflight,
+        memory=memory,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bot.core.errors import LLMError
 from bot.core.images import ImageRef
@@ -56,6 +56,8 @@ class Completed:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines shown below the answer besides the ones its kind brings (e.g. "not saved")."""
 
 
 STOPPED_REASON = "stopped"
@@ -70,6 +72,7 @@ class Incomplete:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +82,46 @@ class Failed:
 
     error: LLMError
     message_id: str | None = None
+    notices: tuple[str, ...] = ()
 
 
-StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A function tool call the model finished writing: the `function_call` item's fields as
+    the API sent them (`arguments` is the JSON text, not yet parsed)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str = ""
+
+    def as_input(self) -> dict[str, Any]:
+        """The `function_call` input item that sends this call back, exactly as received."""
+        item: dict[str, Any] = {"type": "function_call"}
+        if self.item_id:
+            item["id"] = self.item_id
+        item.update(call_id=self.call_id, name=self.name, arguments=self.arguments)
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    """A passing line shown under the answer while something runs (e.g. `-# 🧠 Remembering…`
+    while a tool works); empty text takes it away. Never part of the answer."""
+
+    text: str
+
+
+StreamEvent = (
+    TextDelta
+    | ReasoningDelta
+    | Citation
+    | FunctionCall
+    | StatusLine
+    | Completed
+    | Incomplete
+    | Failed
+)
 FinalEvent = Completed | Incomplete | Failed
 
 Role = Literal["user", "assistant"]
@@ -94,7 +134,10 @@ class HistoryItem:
 
     User items carry the speaker's display name (shown to the model as a `[Name]: ` prefix);
     assistant items carry the API's output message id and status, which the API requires when
-    the item is sent back. `ref` is the platform message id it came from, when there is one.
+    the item is sent back. `ref` is the platform message id it came from, when there is one
+    (for an answer, the first message that shows it). `author` is the platform user id of a
+    user item's sender: it is never sent to the model (the label shows only a hash of it) and
+    lets a member's messages be found and forgotten.
     `images` are the images a user item carried, by reference (see bot.core.images).
     """
 
@@ -104,4 +147,5 @@ class HistoryItem:
     item_id: str = ""
     status: ItemStatus = "completed"
     ref: str = ""
+    author: str = ""
     images: tuple[ImageRef, ...] = ()

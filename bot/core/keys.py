@@ -14,6 +14,10 @@ PREFS = "prefs"
 """Per-conversation hash of the channel's choices (model, system prompt)."""
 COMMANDS_SYNC_LOCK = "bot:commands:sync-lock"
 """Held by the one process that syncs slash commands."""
+INFLIGHT = "inflight"
+"""Per-answer record of a reply being streamed (`inflight:<answer id>`), for crash recovery."""
+INFLIGHT_INDEX = "bot:inflight"
+"""The set of every in-flight record of the bot, so a start can find the orphaned ones."""
 MAX_NAME_LENGTH = 100
 _FORBIDDEN_CHARACTERS = frozenset("{}")
 
@@ -75,6 +79,10 @@ class ConversationKey:
         """The channel's own choices."""
         return self.sub(PREFS)
 
+    def inflight(self, answer_id: str) -> str:
+        """The in-flight record of one answer streaming in this conversation."""
+        return self.sub(f"{INFLIGHT}:{answer_id}")
+
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
         return f"{self.tag}:{name}"
@@ -82,6 +90,65 @@ class ConversationKey:
     def __str__(self) -> str:
         """A stable id such as "g:123:c:456", fit for hashing and logs."""
         return f"g:{self.guild}:c:{self.channel}"
+
+
+CONVERSATION_DATA: tuple[str, ...] = ("items", PREFS, META, LAST_ANSWER, "settings")
+"""Every per-conversation key that holds data (`ConversationKey.sub(name)`); deleting a server's
+data deletes these. A new per-conversation key that holds data belongs here."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKey:
+    """One server's own keys (choices, limits, usage, the index of its conversations), all under
+    the hash tag `{g:<guild>}` so that one script may touch them together on Redis Cluster."""
+
+    guild: str
+
+    def __post_init__(self) -> None:
+        """Refuse names that would break the hash tag or the key layout."""
+        _check_name("guild", self.guild)
+
+    @property
+    def tag(self) -> str:
+        """The Redis Cluster hash tag every key of this server carries."""
+        return f"{{g:{self.guild}}}"
+
+    @property
+    def prefs(self) -> str:
+        """The hash of the server's choices (model, system prompt)."""
+        return f"{self.tag}:{PREFS}"
+
+    @property
+    def limits(self) -> str:
+        """The hash of the server's own limits, overriding the configured ones."""
+        return f"{self.tag}:limits"
+
+    @property
+    def conversations(self) -> str:
+        """The sorted set of the server's channels with history, scored by last write (ms)."""
+        return f"{self.tag}:conversations"
+
+    @property
+    def users(self) -> str:
+        """The sorted set of members with limit or usage data, scored by last use (ms)."""
+        return f"{self.tag}:users"
+
+    def rate(self, user: str) -> str:
+        """The sliding window of one member's recent answers (sorted set of times in ms)."""
+        return f"{self.tag}:rate:{user}"
+
+    def usage(self, period: str, user: str | None = None) -> str:
+        """The usage hash of a day (`d20250131`) or month (`m202501`), of the server or a member."""
+        base = f"{self.tag}:usage:{period}"
+        return base if user is None else f"{base}:u:{user}"
+
+    def top(self, day: str, by: str) -> str:
+        """The sorted set of a day's members by `cost` or `tokens` used."""
+        return f"{self.tag}:usage:{day}:top:{by}"
+
+    def conversation(self, channel: str) -> ConversationKey:
+        """The conversation of one of the server's channels or threads."""
+        return ConversationKey(self.guild, channel)
 
 
 def commands_hash(scope: str) -> str:
@@ -96,4 +163,55 @@ def handled_message(message_id: int | str) -> str:
 
 def server_prefs(guild: str) -> str:
     """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
-    return f"{{g:{guild}}}:{PREFS}"
+    return ServerKey(guild).prefs
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryKeys:
+    """The keys of one server's memory (or one DM's), under the server's own hash tag: the
+    same slot as its `server_prefs`, where the memory's on/off switch lives."""
+
+    guild: str
+
+    def __post_init__(self) -> None:
+        """Refuse names that would break the hash tag."""
+        _check_name("guild", self.guild)
+
+    def _key(self, part: str) -> str:
+        """One key of this memory."""
+        return f"{{g:{self.guild}}}:memory:{part}"
+
+    @property
+    def facts(self) -> str:
+        """Hash: fact id -> the fact's JSON."""
+        return self._key("facts")
+
+    @property
+    def order(self) -> str:
+        """Sorted set of fact ids by age (the score is the id), oldest first out."""
+        return self._key("order")
+
+    @property
+    def sequence(self) -> str:
+        """Counter that numbers the facts; ids are never reused."""
+        return self._key("seq")
+
+    @property
+    def version(self) -> str:
+        """Counter bumped by every change, so a process knows when its copy is stale."""
+        return self._key("version")
+
+    @property
+    def switch(self) -> str:
+        """The server's prefs hash, which holds the memory's on/off switch."""
+        return server_prefs(self.guild)
+
+
+def server_memory(guild: str) -> MemoryKeys:
+    """The memory keys of a server (or of a DM's own place)."""
+    return MemoryKeys(guild)
+
+
+def process_alive(process_id: str) -> str:
+    """The heartbeat of one bot process: it exists while the process lives (a short TTL)."""
+    return f"bot:process:{process_id}:alive"

@@ -118,6 +118,7 @@ class SlotRequest:
         self.order = order
         self.background = background
         self._pacer = pacer
+        self.asked_at = pacer._clock()
         self._granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
@@ -169,7 +170,10 @@ class EditPacer:
         global_per_second: int = 40,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_wait` hears how long each granted request waited (for metrics)."""
+        self._on_wait = on_wait
         self.budget = PacingBudget(
             per_bucket=per_bucket,
             window=window,
@@ -232,6 +236,8 @@ class EditPacer:
             self.budget.record(ready.bucket, now)
             self._waiting.remove(ready)
             ready._grant()
+            if self._on_wait is not None:
+                self._on_wait(now - ready.asked_at)
         self._schedule(now)
 
     def _withdraw(self, slot: SlotRequest) -> None:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from bot.core.keys import ConversationKey, server_prefs
+from bot.core.keys import ConversationKey, ServerKey, server_prefs
 from bot.core.options import (
     MODEL_DEFAULT_EFFORT,
     NO_FALLBACKS,
@@ -92,6 +92,16 @@ def parse_choice(name: PrefName, raw: str, scope: Scope = "channel") -> str:
     return choice.parse(raw)
 
 
+async def _note_channel_settings(redis: aioredis.Redis, key: ConversationKey) -> None:
+    """List the channel in its server's index for good (+inf: its settings never expire), so
+    deleting the server's data finds them."""
+    index = ServerKey(key.guild).conversations
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(index, {key.channel: float("inf")})
+        pipe.persist(index)
+        await pipe.execute()
+
+
 class Preferences:
     """Reads and writes the choices of `CHOICES` with channel > server > default.
 
@@ -127,6 +137,8 @@ class Preferences:
         """Set a choice at a scope and return its stored form; an empty value clears it so the
         next level shows through. A value the choice does not take raises OptionError."""
         target = self._hash(key, scope)
+        if value.strip() and scope == "channel":
+            await _note_channel_settings(self.redis, key)
         if not value.strip():
             await self.redis.hdel(target, name)  # type: ignore[misc]
             return ""

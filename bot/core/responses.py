@@ -30,6 +30,7 @@ from bot.core.errors import (
 )
 from bot.core.events import Failed, HistoryItem, StreamEvent
 from bot.core.images import ImageRef, image_parts
+from bot.core.labels import item_label, labelled_text
 from bot.core.options import AnswerOptions
 from bot.core.response_stream import (
     ResponseStreamParser,
@@ -41,17 +42,10 @@ from bot.core.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
 
-SPEAKER_MAX_CHARS = 64
 ERROR_BODY_MAX_CHARS = 300
 NOT_SSE_BODY_MAX_BYTES = 64 * 1024
 ERROR_BODY_MAX_BYTES = 64 * 1024
 _BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
-
-
-def speaker_label(speaker: str) -> str:
-    """A display name made safe for the `[Name]: ` prefix: one line, no brackets, capped."""
-    cleaned = speaker.replace("\r", " ").replace("\n", " ").replace("[", "").replace("]", "")
-    return cleaned.strip()[:SPEAKER_MAX_CHARS].strip()
 
 
 def hashed_user(user_key: str) -> str:
@@ -79,9 +73,8 @@ def history_item_input(
     URL, else a text placeholder (see bot.core.images.image_parts).
     """
     if item.role == "user":
-        label = speaker_label(item.speaker)
-        text = f"[{label}]: {item.text}" if label else item.text
-        content: list[dict[str, str]] = [{"type": "input_text", "text": text}]
+        label = item_label(item)
+        content: list[dict[str, str]] = [{"type": "input_text", "text": labelled_text(item)}]
         if item.images:
             if not item.text:
                 content = [{"type": "input_text", "text": f"[{label}]:"}] if label else []

@@ -21,8 +21,19 @@ from bot.core.conversation import (
 )
 from bot.core.errors import StorageError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.images import ImageSource
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
+from bot.core.observe import (
+    CONTENT_LOG,
+    NO_OBSERVER,
+    Observer,
+    WatchedSink,
+    add_log_context,
+    log_context,
+    new_turn_id,
+)
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Effective, Preferences, PrefName, answer_options, usage_footer
 from bot.core.renderer import (
@@ -32,6 +43,8 @@ from bot.core.renderer import (
     ReplyRenderer,
     SentMessage,
 )
+from bot.core.tools.context import ToolContext
+from bot.core.tools.registry import TurnTools
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
@@ -58,6 +71,11 @@ class Answer:
     render: RenderResult
     crashed: bool = False
     """It failed with an unexpected exception (logged): no Regenerate, only its notice."""
+
+    @property
+    def regenerable(self) -> bool:
+        """Whether Regenerate may go on it: it ran normally and what it said was stored."""
+        return not self.crashed and self.turn.saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +111,20 @@ class TurnRunner:
         queue_depth: int,
         user_prefix: str = "discord",
         web_max_results: int = 5,
+        inflight: InFlightAnswers | None = None,
+        observer: Observer = NO_OBSERVER,
+        tools: TurnTools | None = None,
     ) -> None:
         self._service = service
+        self._inflight = inflight
         self._prefs = prefs
         self._pacer = pacer
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
         self._web_max_results = web_max_results
+        self._observer = observer
+        self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running: dict[ConversationKey, Running] = {}
@@ -140,6 +164,16 @@ class TurnRunner:
         """The answer streaming in a conversation, if any."""
         return self._running.get(key)
 
+    @property
+    def active(self) -> int:
+        """How many answers stream now."""
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        """How many jobs wait behind the one running in their conversation."""
+        return sum(max(0, len(queue) - 1) for queue in self._queues.values())
+
     async def run(
         self,
         key: ConversationKey,
@@ -150,26 +184,52 @@ class TurnRunner:
         finish: Finish | None = None,
         record: bool = True,
         existing: Sequence[SentMessage] = (),
+        frontend: str = "other",
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
         web: bool | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         `web` turns web search on or off for this answer only (None: the choice in force).
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest."""
-        answer = await self._answer(
-            key,
-            new_items,
-            asker_id=asker_id,
-            sink=sink,
-            record=record,
-            existing=existing,
-            web=web,
-        )
-        if finish is not None:
-            previous = None if answer.crashed else await self._remember(key, answer.render)
-            await finish(Finished(key, asker_id, answer, previous))
-        return answer
+        press of its Regenerate finds it already the latest. A stored answer is recorded as in
+        flight until its buttons are finished, so a start after a crash can finish its reply.
+        `frontend` names the front-end in metrics; `images` fetches the images the request sends
+        (see TurnRequest); `context` (where the turn happens and who asks) lets the turn use the
+        tools that are on there."""
+        with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
+            CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
+            inflight = None
+            if record and self._inflight is not None:
+                inflight = await self._inflight.begin(
+                    key,
+                    asker_id=asker_id,
+                    sink=sink.send_bucket.partition(":")[0],
+                    question_ref=new_items[-1].ref if new_items else "",
+                    existing=[m.id for m in existing],
+                )
+            try:
+                answer = await self._answer(
+                    key,
+                    new_items,
+                    asker_id=asker_id,
+                    sink=inflight.tracking(sink) if inflight else sink,
+                    record=record,
+                    existing=existing,
+                    frontend=frontend,
+                    images=images,
+                    context=context,
+                    web=web,
+                )
+                if finish is not None:
+                    regenerable = answer.regenerable
+                    previous = await self._remember(key, answer.render) if regenerable else None
+                    await finish(Finished(key, asker_id, answer, previous))
+                return answer
+            finally:
+                if inflight is not None:
+                    await inflight.end()
 
     async def _answer(
         self,
@@ -180,6 +240,9 @@ class TurnRunner:
         sink: MessageSink,
         record: bool,
         existing: Sequence[SentMessage],
+        frontend: str,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
         web: bool | None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
@@ -193,8 +256,10 @@ class TurnRunner:
             choices = await self._prefs.effective(key)
         except Exception as exc:  # noqa: BLE001 -- raised again in _run_turn, which tells it
             choices = exc
+        watch = self._observer.answer_started(frontend)
+        watched = WatchedSink(sink, watch)
         renderer = ReplyRenderer(
-            sink,
+            watched,
             self._pacer,
             on_gone=running.stop.set,
             existing=existing,
@@ -202,7 +267,7 @@ class TurnRunner:
         )
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
-        feed = _FinalSeen(renderer.feed)
+        feed = _FinalSeen(renderer.feed, watch.event)
         crashed = False
         try:
             result = await self._run_turn(
@@ -215,6 +280,8 @@ class TurnRunner:
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                images=images,
+                context=context,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -232,6 +299,8 @@ class TurnRunner:
         finally:
             self._running.pop(key, None)
         _log_usage(key, result)
+        watch.finished(result.final, crashed=crashed)
+        CONTENT_LOG.info("Answered: %s", result.text)
         return Answer(turn=result, render=await render_task, crashed=crashed)
 
     def _footer(self, choices: Choices | Exception) -> FooterOptions:
@@ -256,12 +325,15 @@ class TurnRunner:
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> TurnResult:
         """Run the turn with the choices in force (`web` overriding the web choice when given);
         a storage failure, also in reading the choices, becomes a notice."""
         try:
             if isinstance(choices, Exception):
                 raise choices
+            add_log_context(model=choices["model"].value)
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
@@ -271,13 +343,15 @@ class TurnRunner:
                 record=record,
                 regenerate=regenerate,
                 options=answer_options(choices, web_max_results=self._web_max_results, web=web),
+                images=images,
+                tools=await self._tools.for_turn(context) if self._tools and context else None,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
             log.warning("Conversation store failed in %s: %s", key, exc)
             failed = Failed(StorageError(str(exc)))
             feed(failed)
-            return TurnResult(text="", final=failed)
+            return TurnResult(text="", final=failed, saved=False)
 
     async def _remember(self, key: ConversationKey, render: RenderResult) -> list[str] | None:
         """Record the answer's messages as the latest; the ones it follows, if any."""
@@ -303,13 +377,17 @@ class TurnRunner:
 class _FinalSeen:
     """Passes events to the renderer and notes whether a final event went by."""
 
-    def __init__(self, feed: Callable[[StreamEvent], None]) -> None:
+    def __init__(
+        self, feed: Callable[[StreamEvent], None], watch: Callable[[StreamEvent], None]
+    ) -> None:
         self._feed = feed
+        self._watch = watch
         self.final_seen = False
 
     def __call__(self, event: StreamEvent) -> None:
         if isinstance(event, Completed | Incomplete | Failed):
             self.final_seen = True
+        self._watch(event)
         self._feed(event)
 
 

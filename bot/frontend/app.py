@@ -14,6 +14,8 @@ import yarl
 
 from bot.config import Settings, require
 from bot.frontend.client import AssistantBot, Dependencies
+from bot.ops.health import HealthCheck, gateway_problem, make_app, serve_http
+from bot.ops.metrics import BotMetrics
 from bot.wiring import build_bot_services, open_redis
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,20 @@ async def run_bot(settings: Settings) -> int:
     point_at_discord(settings)
     silence_voice_warnings()
     async with (
+        contextlib.AsyncExitStack() as stack,
         aiohttp.ClientSession() as session,
         open_redis(settings) as redis,
     ):
-        services = build_bot_services(settings, session, redis)
-        deps = Dependencies(settings=settings, redis=redis, session=session, services=services)
+        metrics = BotMetrics()
+        metrics.watch_redis(redis)
+        services = build_bot_services(settings, session, redis, observer=metrics)
+        metrics.watch_turns(lambda: services.turns.active, lambda: services.turns.queued)
+        deps = Dependencies(settings, redis, session, services, http_trace=metrics.discord_trace())
         async with AssistantBot(deps) as bot:
+            health = HealthCheck(lambda: gateway_problem(bot), redis)
+            await stack.enter_async_context(
+                serve_http(make_app(health, metrics), settings.http_host, settings.http_port)
+            )
             _stop_on_signals(bot)
             try:
                 await bot.start(token)

@@ -3,20 +3,26 @@ front-end (shared assistant, slash commands, buttons)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import discord
 import redis.asyncio as aioredis
 from discord.ext import commands
+from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
+from bot.frontend.images import DiscordImageSource, TurnImages
+from bot.frontend.recovery import OrphanedReplies
 from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,8 @@ class Dependencies:
     redis: aioredis.Redis
     session: aiohttp.ClientSession
     services: BotServices
+    http_trace: aiohttp.TraceConfig = field(default_factory=aiohttp.TraceConfig)
+    """Sees every HTTP request discord.py makes (metrics)."""
 
 
 def make_intents() -> discord.Intents:
@@ -71,6 +79,7 @@ class AssistantBot(commands.Bot):
             ),
             max_ratelimit_timeout=30.0,
             max_messages=None,  # nothing reads the message cache: replies carry their target
+            http_trace=deps.http_trace,
         )
         services = deps.services
         self.deps = deps
@@ -81,20 +90,54 @@ class AssistantBot(commands.Bot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        history_images = DiscordImageSource(
+            self.get_partial_messageable, max_bytes=deps.settings.max_image_bytes
+        )
+        # What images each turn may send: the question's own, and those of history again.
+        self.turn_images = TurnImages(services.prefs, services.catalog, history_images)
         self.answer_buttons = AnswerButtons(
-            services.turns, services.last_answers, services.pacer, self.get_channel
+            services.turns,
+            services.last_answers,
+            services.pacer,
+            self.get_channel,
+            images=self.turn_images,
         )
         # What Stop and Regenerate presses call (see buttons.ButtonHost).
         self.button_actions: ButtonActions = self.answer_buttons
+        self.orphans = OrphanedReplies(
+            services.inflight,
+            services.core.store,
+            services.last_answers,
+            services.pacer,
+            self.get_partial_messageable,
+        )
+        self._chores: list[asyncio.Task[None]] = []
         self._ready_once = False
         # Said in the "Logged in" line, so a start-up that fails later prints only its error.
         self.sync_outcome = "slash commands not synced"
 
     async def setup_hook(self) -> None:
-        """Load the front-ends and sync slash commands when their definitions changed."""
+        """Load the front-ends, sync slash commands when their definitions changed, and start
+        this process's heartbeat (before any answer, so no live answer looks orphaned)."""
         for name in EXTENSIONS:
             await self.load_extension(name)
         await self.sync_commands()
+        inflight = self.deps.services.inflight
+        try:
+            await inflight.beat()
+        except RedisError as exc:
+            log.warning("Could not start this process's heartbeat: %s", exc)
+        self._chores.append(asyncio.create_task(inflight.keep_beating(), name="heartbeat"))
+
+    def command_payload(self, guild_id: int | None) -> tuple[str, list[dict[str, Any]], str]:
+        """The scope ("global" or a server id), the commands as Discord gets them, their digest."""
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = str(guild.id) if guild else "global"
+        payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return scope, payload, digest
 
     async def sync_commands(self) -> None:
         """Sync to DEV_GUILD_ID or globally, only when changed, from one process at a time.
@@ -103,11 +146,7 @@ class AssistantBot(commands.Bot):
         the bot (a missing intent, a bad token), the one error line is all a server owner sees.
         """
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
-        if guild is not None:
-            self.tree.copy_global_to(guild=guild)
-        scope = str(guild.id) if guild else "global"
-        payload = [cmd.to_dict(self.tree) for cmd in self.tree.get_commands(guild=guild)]
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        scope, _payload, digest = self.command_payload(self.settings.dev_guild_id)
         redis = self.deps.redis
         key = commands_hash(scope)
         if await redis.get(key) == digest.encode():
@@ -131,6 +170,8 @@ class AssistantBot(commands.Bot):
         if self._ready_once or self.user is None:
             return
         self._ready_once = True
+        # Replies a stopped process left streaming are finished once the gateway is up.
+        self._chores.append(asyncio.create_task(self.orphans.run(), name="orphaned replies"))
         url = discord.utils.oauth_url(
             self.user.id,
             permissions=INVITE_PERMISSIONS,
@@ -151,4 +192,9 @@ class AssistantBot(commands.Bot):
     async def close(self) -> None:
         """Stop answers in flight (keeping their text), then disconnect."""
         await self.turns.shutdown()
+        for chore in self._chores:
+            chore.cancel()
+        await asyncio.gather(*self._chores, return_exceptions=True)
+        with contextlib.suppress(RedisError):
+            await self.deps.services.inflight.stop_beating()
         await super().close()

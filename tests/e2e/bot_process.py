@@ -32,6 +32,8 @@ def bot_env(
         "REDIS_URL": redis_url,
         "OPENROUTER_BASE_URL": openrouter_base_url,
         "OPENROUTER_API_KEY": openrouter_api_key,
+        # Many bots run at once in tests: no /healthz server unless a test asks for one.
+        "HTTP_PORT": "0",
     }
     return env | {key.upper(): value for key, value in extra.items()}
 

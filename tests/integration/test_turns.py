@@ -18,6 +18,7 @@ from bot.core.conversation import ConversationService
 from bot.core.errors import StorageError
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -29,6 +30,7 @@ from bot.core.turns import Finished, TurnRunner
 from bot.frontend.answers import AnswerButtons
 from tests.support.fake_responses import FakeResponsesServer, SseStream, Wait, sse_stream
 from tests.support.recording_sink import RecordingSink
+from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_server import RedisServer
 from tests.support.virtual_time import run_virtual
 
@@ -90,6 +92,8 @@ class Rig:
     store: HistoryStore
     last_answers: LastAnswers
     redis: aioredis.Redis
+    proxy: RedisProxy
+    inflight: InFlightAnswers | None = None
 
 
 def run_with_rig(
@@ -98,11 +102,16 @@ def run_with_rig(
     *,
     queue_depth: int = 5,
     prefs: type[Preferences] = Preferences,
+    inflight: bool = False,
 ) -> T:
-    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API."""
+    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API.
+
+    The runner reaches Redis through a proxy the scenario can cut (`rig.proxy`)."""
 
     async def main() -> T:
-        redis = aioredis.Redis.from_url(redis_server.url)
+        proxy = RedisProxy(redis_server.port)
+        await proxy.start()
+        redis = aioredis.Redis.from_url(proxy.url)
         await redis.flushdb()
         try:
             async with FakeResponsesServer() as server, aiohttp.ClientSession() as session:
@@ -111,12 +120,20 @@ def run_with_rig(
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
                 choices = prefs(redis, default_model=MODEL, default_system="Be brief.")
                 last_answers = LastAnswers(redis)
+                records = InFlightAnswers(redis, process_id="runner") if inflight else None
                 runner = TurnRunner(
-                    service, choices, EditPacer(), last_answers, queue_depth=queue_depth
+                    service,
+                    choices,
+                    EditPacer(),
+                    last_answers,
+                    queue_depth=queue_depth,
+                    inflight=records,
                 )
-                return await scenario(Rig(runner, server, store, last_answers, redis))
+                rig = Rig(runner, server, store, last_answers, redis, proxy, records)
+                return await scenario(rig)
         finally:
             await redis.aclose()
+            await proxy.stop()
 
     return run_virtual(main(), io_grace=IO_GRACE)
 
@@ -410,3 +427,45 @@ def test_unreadable_choices_end_the_answer_with_a_storage_notice(
     assert result["messages"] == [f"-# ⚠️ {StorageError.default_user_message}"]
     assert result["crashed"] is False
     assert result["requests"] == 0
+
+
+def test_an_answer_that_could_not_be_stored_says_so_and_gets_no_regenerate(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is lost while the answer streams: its last line says it was not saved, it gets no
+    Regenerate and is not remembered as the latest answer; the question stored at the start
+    stays."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        release = asyncio.Event()
+        rig.server.push(first_then_held("Partial", release, "msg_lost"))
+        sink = WatchedSink(channel="701")
+        buttons = AnswerButtons(rig.runner, rig.last_answers, EditPacer(), lambda _id: None)
+        finished = asyncio.Event()
+
+        async def job() -> None:
+            await rig.runner.run(
+                KEY, question("hi"), asker_id=1, sink=sink, finish=buttons.finisher(sink)
+            )
+            finished.set()
+
+        rig.runner.submit(KEY, job)
+        await sink.wait_for(lambda: any("Partial" in c for c in sink.messages()))
+        await rig.proxy.cut()
+        release.set()
+        await finished.wait()
+        rig.proxy.restore()
+        return {
+            "messages": sink.messages(),
+            "views": sink.views,
+            "latest": await rig.last_answers.get(KEY),
+            "history": [(i.role, i.text) for i in await rig.store.load(KEY)],
+        }
+
+    result = run_with_rig(redis_server, scenario)
+    assert result["messages"] == [
+        "Partial and more\n\n-# ⚠️ This answer could not be saved, so I won't remember it."
+    ]
+    assert result["views"] == [("701-0", None)]
+    assert result["latest"] is None
+    assert result["history"] == [("user", "hi")]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import keys
-from bot.core.keys import ConversationKey
+from bot.core.keys import ConversationKey, ServerKey
 
 
 def test_key_names_share_the_hash_tag() -> None:
@@ -57,6 +57,31 @@ def test_keys_are_hashable_values() -> None:
     assert len({ConversationKey("1", "2"), ConversationKey("1", "2")}) == 1
 
 
+def test_server_keys_share_the_servers_hash_tag() -> None:
+    """Every key of a server carries `{g:<guild>}`; a server's choices keep their old name."""
+    server = ServerKey("123")
+    names = [
+        server.prefs,
+        server.limits,
+        server.conversations,
+        server.users,
+        server.rate("42"),
+        server.usage("d20250131"),
+        server.usage("m202501", "42"),
+        server.top("d20250131", "cost"),
+    ]
+    assert all(name.startswith("{g:123}:") for name in names)
+    assert server.prefs == "{g:123}:prefs"
+    assert len(set(names)) == len(names)
+    assert server.conversation("456") == ConversationKey("123", "456")
+
+
+def test_bad_server_name_is_refused() -> None:
+    """A server name that would break the hash tag is a ValueError."""
+    with pytest.raises(ValueError, match="guild name must"):
+        ServerKey("a}b")
+
+
 def test_every_key_name_of_the_bot_comes_from_keys() -> None:
     """Per-conversation subkeys share the tag; the bot-wide and server keys are spelled once."""
     key = ConversationKey("123", "456")
@@ -67,3 +92,6 @@ def test_every_key_name_of_the_bot_comes_from_keys() -> None:
     assert keys.commands_hash("global") == "bot:commands:hash:global"
     assert keys.COMMANDS_SYNC_LOCK == "bot:commands:sync-lock"
     assert keys.handled_message(789) == "bot:handled:789"
+    assert key.inflight("ab12") == "{g:123:c:456}:inflight:ab12"
+    assert keys.INFLIGHT_INDEX == "bot:inflight"
+    assert keys.process_alive("p1") == "bot:process:p1:alive"

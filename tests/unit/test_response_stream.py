@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from bot.core import errors
 from bot.core.events import Citation, Completed, Failed, Incomplete, TextDelta, Usage
+from bot.core.labels import speaker_label
 from bot.core.response_stream import ResponseStreamParser, error_from_payload, parse_usage
-from bot.core.responses import http_error, parse_retry_after, speaker_label
+from bot.core.responses import http_error, parse_retry_after
 from bot.core.sse import ServerSentEvent
 
 

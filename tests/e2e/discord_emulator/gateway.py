@@ -83,9 +83,13 @@ class Gateway:
         self.identifies = 0
         self.resumes = 0
         self.intents_by_session: dict[str, int | None] = {}
+        self.refusing = False
+        """While set, new connections get 503 (Discord unreachable); see `drop_all`."""
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """Run one websocket connection until the client or the emulator closes it."""
+        if self.refusing:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.connections += 1
@@ -199,6 +203,12 @@ class Gateway:
         """Ask every client to reconnect (op 7), as Discord does before maintenance."""
         for session in list(self.sessions):
             await session.send(7, None)
+
+    async def drop_all(self) -> None:
+        """Cut every connection and refuse new ones until `refusing` is cleared (an outage)."""
+        self.refusing = True
+        for session in list(self.sessions):
+            await session.ws.close(code=1001, message=b"going away")
 
     async def close_all(self) -> None:
         """Close every connection (used at shutdown)."""

@@ -113,8 +113,10 @@ class RestApi:
         token: str,
         gateway_url: Callable[[], str],
         on_change: Callable[[], Awaitable[None]],
+        application_flags: Callable[[], int] = lambda: 1 << 19,
     ) -> None:
         self.world = world
+        self.application_flags = application_flags
         self.store = store
         self.interactions = interactions
         self.limiter = limiter
@@ -266,8 +268,8 @@ class RestApi:
         return 200, member.user.payload()
 
     async def get_application(self, call: Call) -> Answer:
-        """GET /oauth2/applications/@me."""
-        return 200, self.world.application_payload()
+        """GET /oauth2/applications/@me (and /applications/@me): flags say the intents."""
+        return 200, self.world.application_payload() | {"flags": self.application_flags()}
 
     async def get_gateway(self, call: Call) -> Answer:
         """GET /gateway."""
