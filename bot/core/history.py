@@ -209,9 +209,10 @@ local lost, kept_user, marked_turn = {}, {}, {}
 for i = 1, #raw do
   local ok, item = pcall(cjson.decode, raw[i])
   if not (ok and type(item) == 'table') then item = {} end
-  if i == 1 or item.start == 1 then
+  local starts = item.start == 1 and item.role == 'user'
+  if i == 1 or starts then
     turn = turn + 1
-    marked_turn[turn] = item.start == 1
+    marked_turn[turn] = starts
   end
   items[i], turn_of[i] = item, turn
   drop[i] = matches(item)
@@ -526,7 +527,11 @@ class HistoryStore:
         """
         if not items and not trim:
             return 0
-        encoded = [encode_item(_with_id(item), starts_turn=i == 0) for i, item in enumerate(items)]
+        # A turn starts at its first user item; an answer stored on its own continues its turn.
+        encoded = [
+            encode_item(_with_id(item), starts_turn=i == 0 and item.role == "user")
+            for i, item in enumerate(items)
+        ]
         limits = [self.max_items, self.max_chars, self.trim_to_items, self.trim_to_chars]
         if not trim:
             limits = [_NO_LIMIT] * len(limits)

@@ -132,6 +132,7 @@ class InFlightAnswers:
         self.process_id = process_id or secrets.token_hex(8)
         self._heartbeat_ms = max(1, round(heartbeat_ttl * 1000))
         self._record_ttl = record_ttl
+        self._beating = False
 
     async def begin(
         self,
@@ -172,11 +173,14 @@ class InFlightAnswers:
 
     async def beat(self) -> None:
         """Say this process is alive for the next heartbeat TTL."""
+        self._beating = True
         await self._redis.set(process_alive(self.process_id), "1", px=self._heartbeat_ms)
 
     async def stop_beating(self) -> None:
-        """Say this process is gone (a clean shutdown, after its answers ended)."""
-        await self._redis.delete(process_alive(self.process_id))
+        """Say this process is gone (a clean shutdown, after its answers ended); a process that
+        never beat (e.g. `bot check` building the commands) touches no Redis at all."""
+        if self._beating:
+            await self._redis.delete(process_alive(self.process_id))
 
     async def orphans(self) -> list[InFlightRecord]:
         """The records of processes whose heartbeat is gone; stale index entries are dropped."""
