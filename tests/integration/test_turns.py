@@ -38,6 +38,8 @@ T = TypeVar("T")
 KEY = ConversationKey("700", "701")
 OTHER = ConversationKey("700", "702")
 IO_GRACE = 0.05
+VIRTUAL_FOREVER = 3600
+"""Seconds of virtual time no scenario needs (a broken one still ends, in a minute or two)."""
 STOPPED = "-# ⏹️ Stopped."
 MODEL = "openai/gpt-4o-mini"
 """The model the rig asks for, and the one the local Responses server says answered."""
@@ -115,7 +117,16 @@ def run_with_rig(
         await redis.flushdb()
         try:
             async with FakeResponsesServer() as server, aiohttp.ClientSession() as session:
-                client = ResponsesClient(session, base_url=server.url, api_key="k", sleep=no_sleep)
+                # Real I/O slower than IO_GRACE lets virtual time run on (a loaded machine): the
+                # client's own timeouts are out of reach, so only the scenario decides the order.
+                client = ResponsesClient(
+                    session,
+                    base_url=server.url,
+                    api_key="k",
+                    sleep=no_sleep,
+                    first_byte_timeout=VIRTUAL_FOREVER,
+                    idle_timeout=VIRTUAL_FOREVER,
+                )
                 store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=600)
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
                 choices = prefs(redis, default_model=MODEL, default_system="Be brief.")
@@ -222,12 +233,15 @@ def test_other_conversations_do_not_wait_for_each_other(redis_server: RedisServe
     async def scenario(rig: Rig) -> list[str]:
         release = asyncio.Event()
         rig.server.push(
-            held(["Slow."], release, "msg_slow"),
+            first_then_held("Slow", release, "msg_slow"),
             SseStream([sse_stream(["Quick."], message_id="msg_quick")]),
         )
         done: list[str] = []
         quick_done = asyncio.Event()
-        rig.runner.submit(KEY, job_of(rig, KEY, "slow", WatchedSink(channel="701"), done))
+        slow = WatchedSink(channel="701")
+        rig.runner.submit(KEY, job_of(rig, KEY, "slow", slow, done))
+        # The server hands out its answers in the order requests come: the slow one first.
+        await slow.wait_for(lambda: any("Slow" in c for c in slow.messages()))
         quick = WatchedSink(channel="702")
         rig.runner.submit(OTHER, job_of(rig, OTHER, "quick", quick, done, finished=quick_done))
         await quick_done.wait()
@@ -281,9 +295,9 @@ def test_shutdown_stops_every_streaming_answer_and_keeps_them(redis_server: Redi
         )
         sinks = {KEY: WatchedSink(channel="701"), OTHER: WatchedSink(channel="702")}
         done: list[str] = []
-        for key, sink in sinks.items():
+        # The server hands out its answers in the order requests come: one channel at a time.
+        for word, (key, sink) in zip(["Alpha", "Beta"], sinks.items(), strict=True):
             rig.runner.submit(key, job_of(rig, key, f"q {key.channel}", sink, done))
-        for word, sink in zip(["Alpha", "Beta"], sinks.values(), strict=True):
             await sink.wait_for(lambda s=sink, w=word: any(w in c for c in s.messages()))
         await rig.runner.shutdown()
         return {
