@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
@@ -53,6 +54,7 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    inflight: InFlightAnswers
     memory: MemoryTools
 
 
@@ -164,6 +166,7 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    inflight = InFlightAnswers(redis)
     memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
@@ -171,6 +174,8 @@ def build_bot_services(
         pacer,
         last_answers,
         queue_depth=settings.queue_depth,
+        web_max_results=settings.web_max_results,
+        inflight=inflight,
         observer=observer,
         tools=memory,
     )
@@ -181,5 +186,6 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        inflight=inflight,
         memory=memory,
     )

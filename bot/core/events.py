@@ -56,6 +56,8 @@ class Completed:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines shown below the answer besides the ones its kind brings (e.g. "not saved")."""
 
 
 STOPPED_REASON = "stopped"
@@ -70,6 +72,7 @@ class Incomplete:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class Failed:
 
     error: LLMError
     message_id: str | None = None
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

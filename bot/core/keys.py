@@ -14,6 +14,10 @@ PREFS = "prefs"
 """Per-conversation hash of the channel's choices (model, system prompt)."""
 COMMANDS_SYNC_LOCK = "bot:commands:sync-lock"
 """Held by the one process that syncs slash commands."""
+INFLIGHT = "inflight"
+"""Per-answer record of a reply being streamed (`inflight:<answer id>`), for crash recovery."""
+INFLIGHT_INDEX = "bot:inflight"
+"""The set of every in-flight record of the bot, so a start can find the orphaned ones."""
 MAX_NAME_LENGTH = 100
 _FORBIDDEN_CHARACTERS = frozenset("{}")
 
@@ -74,6 +78,10 @@ class ConversationKey:
     def prefs(self) -> str:
         """The channel's own choices."""
         return self.sub(PREFS)
+
+    def inflight(self, answer_id: str) -> str:
+        """The in-flight record of one answer streaming in this conversation."""
+        return self.sub(f"{INFLIGHT}:{answer_id}")
 
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
@@ -202,3 +210,8 @@ class MemoryKeys:
 def server_memory(guild: str) -> MemoryKeys:
     """The memory keys of a server (or of a DM's own place)."""
     return MemoryKeys(guild)
+
+
+def process_alive(process_id: str) -> str:
+    """The heartbeat of one bot process: it exists while the process lives (a short TTL)."""
+    return f"bot:process:{process_id}:alive"

@@ -171,7 +171,12 @@ class _Part:
 
 
 def notices_for(event: FinalEvent) -> list[str]:
-    """The one-line notices a final event adds below the answer."""
+    """The one-line notices a final event adds below the answer (its own `notices` last)."""
+    return _kind_notices(event) + list(event.notices)
+
+
+def _kind_notices(event: FinalEvent) -> list[str]:
+    """The notices that come with the kind of final event."""
     if isinstance(event, Failed):
         return [f"-# ⚠️ {event.error.user_message}"]
     if isinstance(event, Incomplete):

@@ -55,7 +55,7 @@ class AnswerButtons:
     async def _finish(self, sink: ViewSink, done: Finished) -> None:
         """Take Stop off, put Regenerate on the last part, and take it off the previous answer.
 
-        An answer that failed unexpectedly only loses Stop."""
+        An answer that failed unexpectedly or could not be stored only loses Stop."""
         messages = done.shown
         if not messages:
             return
@@ -65,11 +65,12 @@ class AnswerButtons:
                 await self._pacer.acquire(first.bucket, urgent=True)
                 await sink.set_view(first, None)
             await self._pacer.acquire(last.bucket, urgent=True)
-            # An answer that crashed keeps its notice only: nothing to regenerate it from.
+            # An answer that crashed or was not stored keeps its notice only: nothing to
+            # regenerate it from.
             view = (
-                None
-                if done.answer.crashed
-                else answer_view(done.key, done.asker_id, streaming=False)
+                answer_view(done.key, done.asker_id, streaming=False)
+                if done.answer.regenerable
+                else None
             )
             await sink.set_view(last, view)
         except (MessageGone, SinkError) as exc:

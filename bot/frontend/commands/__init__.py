@@ -1,10 +1,11 @@
-"""Slash commands by feature: conversation commands (/ask /chat /reset /stop /help) and settings
-commands (/model /system /settings)."""
+"""Slash commands by feature: conversation commands (/ask /chat /reset /stop /help), settings
+commands (/model /system /settings) and answer choices (/reasoning /web /fallbacks /footer)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.frontend.commands.choices import ChoiceCommands
 from bot.frontend.commands.conversation import ConversationCommands
 from bot.frontend.commands.settings import SettingsCommands
 
@@ -16,3 +17,4 @@ async def setup(bot: AssistantBot) -> None:
     """Load the slash commands."""
     await bot.add_cog(ConversationCommands(bot))
     await bot.add_cog(SettingsCommands(bot))
+    await bot.add_cog(ChoiceCommands(bot))

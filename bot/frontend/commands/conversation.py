@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WEB_DESCRIPTION = "Search the web and list the sources (default: the /web choice here)"
+THREAD_WEB_DESCRIPTION = "Search the web in this thread and list sources (default: the /web choice)"
+
 
 IMAGE_OPTION = "An image to ask about (PNG, JPEG, WebP or a still GIF)"
 
@@ -121,6 +124,7 @@ class ConversationCommands(CommandCog):
         prompt="Your question",
         image=IMAGE_OPTION,
         private="Only you see the answer, and it is not kept",
+        web=WEB_DESCRIPTION,
     )
     async def ask(
         self,
@@ -128,8 +132,10 @@ class ConversationCommands(CommandCog):
         prompt: str,
         image: discord.Attachment | None = None,
         private: bool = False,
+        web: bool | None = None,
     ) -> None:
-        """Answer in the channel (or privately) with the channel's history."""
+        """Answer in the channel (or privately) with the channel's history; `web` searches the
+        web for this answer (or not), whatever the channel's choice."""
         if await self._refuse_input(interaction, prompt, image):
             return
         key = await guild_only(interaction)
@@ -158,17 +164,25 @@ class ConversationCommands(CommandCog):
                 record=not private,
                 frontend="ask",
                 images=images,
+                web=web,
             )
 
         if not turns.submit(key, job):
             await interaction.edit_original_response(content=BUSY)
 
     @app_commands.command(name="chat", description="Start a thread conversation with the assistant")
-    @app_commands.describe(prompt="What to talk about", image=IMAGE_OPTION)
+    @app_commands.describe(
+        prompt="What to talk about", image=IMAGE_OPTION, web=THREAD_WEB_DESCRIPTION
+    )
     async def chat(
-        self, interaction: Interaction, prompt: str, image: discord.Attachment | None = None
+        self,
+        interaction: Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        web: bool | None = None,
     ) -> None:
-        """Open a thread named from the prompt and answer in it; later messages continue it."""
+        """Open a thread named from the prompt and answer in it; later messages continue it.
+        `web` becomes the thread's own web search choice (the asker's conversation)."""
         if await self._refuse_input(interaction, prompt, image):
             return
         channel = interaction.channel
@@ -204,6 +218,8 @@ class ConversationCommands(CommandCog):
             return
         key = m.conversation_key(thread)
         await self.bot.prefs.set_owner(key, str(interaction.user.id))
+        if web is not None:
+            await self.bot.prefs.set(key, "channel", "web", "on" if web else "off")
         asker = interaction.user.id
         item = self._question(interaction, prompt, str(starter.id), tuple(loaded))
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
@@ -219,6 +235,7 @@ class ConversationCommands(CommandCog):
                 finish=finish,
                 frontend="chat",
                 images=images,
+                web=web,
             )
 
         turns.submit(key, job)
