@@ -75,6 +75,11 @@ class ConversationKey:
         """The channel's own choices."""
         return self.sub(PREFS)
 
+    @property
+    def running(self) -> str:
+        """Which process streams an answer here now (Stop and Regenerate find it by this)."""
+        return self.sub(RUNNING)
+
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
         return f"{self.tag}:{name}"
@@ -82,6 +87,12 @@ class ConversationKey:
     def __str__(self) -> str:
         """A stable id such as "g:123:c:456", fit for hashing and logs."""
         return f"g:{self.guild}:c:{self.channel}"
+
+
+RUNNING = "running"
+"""Per-conversation record of the process streaming an answer there now (with a short TTL)."""
+DISCORD_BUDGET = "bot:discord:global-budget"
+"""The bot's shared budget of Discord requests per second (one key, used by every process)."""
 
 
 CONVERSATION_DATA: tuple[str, ...] = ("items", PREFS, META, LAST_ANSWER, "settings")
@@ -156,3 +167,18 @@ def handled_message(message_id: int | str) -> str:
 def server_prefs(guild: str) -> str:
     """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
     return ServerKey(guild).prefs
+
+
+def shard_lease(shard_count: int, shard: int) -> str:
+    """The lease of one Discord shard: the id of the one process that runs it now."""
+    return f"bot:shard:{shard_count}:{shard}"
+
+
+def process_inbox(process_id: str) -> str:
+    """The list of control messages (Stop, Regenerate) sent to one process."""
+    return f"bot:process:{process_id}:inbox"
+
+
+def control_reply(request_id: str) -> str:
+    """The list one control message's answer is pushed to."""
+    return f"bot:control:reply:{request_id}"
