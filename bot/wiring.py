@@ -12,6 +12,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot.config import Settings, require
+from bot.core.control import RunningAnswers
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
 from bot.core.keys import LAST_ANSWER, META
@@ -21,9 +22,11 @@ from bot.core.models import ModelCatalog
 from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
+from bot.core.process import ProcessIdentity
+from bot.core.request_budget import SharedRequestBudget
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
-from bot.core.turns import TurnRunner
+from bot.core.turns import Running, TurnRunner
 
 REDIS_TIMEOUT_SECONDS = 5.0
 """How long connecting to Redis, or any one command, may take before it fails."""
@@ -51,6 +54,8 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    running: RunningAnswers[Running] | None = None
+    """The answers streaming in this process, recorded in Redis for the bot's other processes."""
 
 
 @contextlib.asynccontextmanager
@@ -140,12 +145,21 @@ def build_bot_services(
     redis: aioredis.Redis,
     *,
     observer: Observer = NO_OBSERVER,
+    process: ProcessIdentity | None = None,
 ) -> BotServices:
     """The core plus the services the Discord bot needs, each from its own settings; the
-    answers and the pacing report to `observer` (metrics)."""
+    answers and the pacing report to `observer` (metrics). With `process` (the bot), the
+    global request budget is shared with the bot's other processes and running answers are
+    recorded in Redis, so Stop finds them from any process."""
     core = build_core(settings, session, redis)
     prefs = make_prefs(settings, redis)
-    pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
+    pacer = EditPacer(
+        min_interval=settings.edit_interval_seconds,
+        global_per_second=settings.discord_requests_per_second,
+        on_wait=observer.pacer_waited,
+        global_gate=None if process is None else shared_budget(settings, redis),
+    )
+    running = RunningAnswers[Running](redis, process) if process is not None else None
     last_answers = LastAnswers(redis)
     turns = TurnRunner(
         core.service,
@@ -154,6 +168,7 @@ def build_bot_services(
         last_answers,
         queue_depth=settings.queue_depth,
         observer=observer,
+        running=running,
     )
     return BotServices(
         core=core,
@@ -162,4 +177,14 @@ def build_bot_services(
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        running=running,
+    )
+
+
+def shared_budget(settings: Settings, redis: aioredis.Redis) -> SharedRequestBudget:
+    """DISCORD_REQUESTS_PER_SECOND for all the bot's processes; without Redis, this process
+    takes its shards' share of it."""
+    count, ids = settings.shards
+    return SharedRequestBudget(
+        redis, rate=settings.discord_requests_per_second, local_share=len(ids) / count
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
+from bot.core.control import RunningAnswers
 from bot.core.conversation import (
     ConversationService,
     TurnRequest,
@@ -95,7 +96,9 @@ class TurnRunner:
         queue_depth: int,
         user_prefix: str = "discord",
         observer: Observer = NO_OBSERVER,
+        running: RunningAnswers[Running] | None = None,
     ) -> None:
+        """`running` records the answers streaming here (in Redis too, for other processes)."""
         self._service = service
         self._prefs = prefs
         self._pacer = pacer
@@ -105,7 +108,7 @@ class TurnRunner:
         self._observer = observer
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
-        self._running: dict[ConversationKey, Running] = {}
+        self._running = running if running is not None else RunningAnswers[Running]()
 
     def submit(self, key: ConversationKey, job: Job) -> bool:
         """Queue a job for a conversation; False when QUEUE_DEPTH jobs already wait."""

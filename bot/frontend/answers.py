@@ -1,6 +1,8 @@
 """The Discord side of running answers: the buttons an answer ends with, and Regenerate, which
 answers again into the same messages. The queue and the streaming itself are the core's
-`TurnRunner`; this adapter only knows how Discord shows them."""
+`TurnRunner`; this adapter only knows how Discord shows them. With several processes, Stop and
+Regenerate go through the core's `AnswerControl` to the process that runs the answer or holds
+the channel's shard."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Callable
 
 import discord
 
+from bot.core.control import AnswerControl, RegenerateOutcome, RunningRecord, StopOutcome
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -39,6 +42,8 @@ class AnswerButtons:
         self._last_answers = last_answers
         self._pacer = pacer
         self._find_channel = find_channel
+        self.control: AnswerControl[Running] | None = None
+        """Set when the bot runs beside other processes (see bot.frontend.app)."""
 
     def finisher(self, sink: ViewSink) -> Finish:
         """Swap Stop for Regenerate on the answer shown by `sink` once it is done."""
@@ -93,16 +98,37 @@ class AnswerButtons:
         except discord.HTTPException as exc:
             log.info("Could not take Regenerate off message %s: %s", message_id, exc)
 
-    def running(self, key: ConversationKey) -> Running | None:
-        """The answer streaming in a conversation, if any (for Stop)."""
-        return self._turns.running(key)
+    async def find(self, key: ConversationKey) -> RunningRecord | None:
+        """Which process streams an answer in a conversation, and for whom (for /stop)."""
+        if self.control is not None:
+            return await self.control.find(key)
+        running = self._turns.running(key)
+        return None if running is None else RunningRecord("", running.asker_id)
+
+    async def stop(self, key: ConversationKey) -> StopOutcome:
+        """Stop the answer streaming in a conversation, in whichever process runs it."""
+        if self.control is not None:
+            return await self.control.stop(key)
+        running = self._turns.running(key)
+        if running is None:
+            return "finished"
+        running.stop.set()
+        return "stopped"
 
     async def latest_answer(self, key: ConversationKey) -> list[str] | None:
         """The message ids of the conversation's latest answer, if known."""
         return await self._last_answers.get(key)
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
+    async def regenerate(
+        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+    ) -> RegenerateOutcome:
+        """Queue answering the last question again, in the process holding the channel's shard."""
+        if self.control is not None:
+            return await self.control.regenerate(key, asker_id, message_ids)
+        return "queued" if self.queue_regenerate(key, asker_id, message_ids) else "busy"
+
+    def queue_regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
+        """Queue answering the last question again into these messages here; False when busy."""
         return self._turns.submit(key, lambda: self._regenerate(key, asker_id, message_ids))
 
     async def _regenerate(

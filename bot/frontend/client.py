@@ -58,11 +58,15 @@ def make_intents() -> discord.Intents:
     return intents
 
 
-class AssistantBot(commands.Bot):
-    """The assistant: one process, any number of servers."""
+class AssistantBot(commands.AutoShardedBot):
+    """The assistant: any number of servers, on the shards SHARD_COUNT and SHARD_IDS give this
+    process (shard 0 of 1 when they are not set)."""
 
     def __init__(self, deps: Dependencies) -> None:
+        shard_count, shard_ids = deps.settings.shards
         super().__init__(
+            shard_count=shard_count,
+            shard_ids=list(shard_ids),
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=make_intents(),

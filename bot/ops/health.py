@@ -27,12 +27,28 @@ def gateway_problem(client: discord.Client) -> str | None:
     itself may come seconds later, while the guilds arrive, and events are handled meanwhile."""
     if client.is_closed():
         return "the Discord gateway connection is closed (the bot is stopping)"
+    if isinstance(client, discord.AutoShardedClient):
+        return _shards_problem(client)
     ws: discord.gateway.DiscordWebSocket | None = client.ws  # None until the first connection
     if ws is None:
         return "the Discord gateway is not connected yet"
     if not ws.open:
         return "the Discord gateway connection is down (reconnecting)"
     return None
+
+
+def _shards_problem(client: discord.AutoShardedClient) -> str | None:
+    """Why some shard of this process is not connected, or None when all of them are."""
+    shards = client.shards  # a shard appears once its first connection is made
+    expected = client.shard_ids or range(client.shard_count or 1)
+    if not shards:
+        return "the Discord gateway is not connected yet"
+    down = [str(shard) for shard in expected if shard not in shards or shards[shard].is_closed()]
+    if not down:
+        return None
+    if (client.shard_count or 1) == 1:
+        return "the Discord gateway connection is down (reconnecting)"
+    return f"the Discord gateway connection of shard {', '.join(down)} is down (reconnecting)"
 
 
 class HealthCheck:

@@ -273,15 +273,19 @@ async def test_reply_deleted_mid_stream_stops_the_answer_once(stack: BotStack) -
 
 
 async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path: Path) -> None:
-    """A second bot process on the same Redis: every message is still answered exactly once."""
+    """A second bot process for the same shard logs in but waits as a standby (it never joins
+    the gateway), so every message is still answered exactly once, in order."""
     channel = stack.fresh_channel()
     stack.script(answer(["Once", " only."], pace=0.2))
-    sessions = len(stack.emu.gateway.sessions)
+    connections = stack.emu.gateway.connections
+    logins = len(stack.emu.calls("GET", "/users/@me"))
     async with BotProcess(stack.bot.env, tmp_path / "second") as second:
-        await stack.emu.wait_until(lambda: len(stack.emu.gateway.sessions) == sessions + 1)
+        await stack.emu.wait_until(lambda: len(stack.emu.calls("GET", "/users/@me")) > logins)
         await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} hi")
         await stack.wait_for_final(channel.id)
         assert await second.stop() == 0
+    assert "Standby: shard 0 of 1" in second.stderr_text()
+    assert stack.emu.gateway.connections == connections
     assert [m.content for m in stack.emu.bot_messages(channel.id)] == ["Once only."]
     assert len(stack.requests()) == 1
 

@@ -10,7 +10,7 @@ from discord import app_commands
 
 from bot.core.events import HistoryItem
 from bot.frontend import messages as m
-from bot.frontend.buttons import answer_view, may_control
+from bot.frontend.buttons import UNREACHABLE, answer_view, may_control
 from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.sinks import ChannelSink, InteractionSink
@@ -155,7 +155,8 @@ class ConversationCommands(CommandCog):
         key = await guild_only(interaction)
         if key is None:
             return
-        running = self.bot.turns.running(key)
+        actions = self.bot.button_actions
+        running = await actions.find(key)  # in this process or another one of the bot
         if running is None:
             await interaction.response.send_message("Nothing is streaming here.", ephemeral=True)
             return
@@ -164,8 +165,9 @@ class ConversationCommands(CommandCog):
                 "Only the person who asked (or a moderator) can stop this answer.", ephemeral=True
             )
             return
-        running.stop.set()
-        await interaction.response.send_message("Stopped.", ephemeral=True)
+        outcome = await actions.stop(key)
+        text = {"stopped": "Stopped.", "finished": "Nothing is streaming here."}.get(outcome)
+        await interaction.response.send_message(text or UNREACHABLE, ephemeral=True)
 
     @app_commands.command(name="help", description="What the assistant does and how to use it")
     async def help(self, interaction: Interaction) -> None:

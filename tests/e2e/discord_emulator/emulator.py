@@ -129,13 +129,13 @@ class DiscordEmulator:
             self.rest.forbidden_channels.add(channel_id)
         else:
             self.rest.forbidden_channels.discard(channel_id)
-        await self._dispatch("CHANNEL_UPDATE", channel.payload(self.world.guild_id))
+        await self._dispatch("CHANNEL_UPDATE", channel.payload(channel.guild_id))
 
     async def lock_thread(self, thread_id: int) -> None:
         """A moderator archives and locks a thread: the bot's sends and edits there get 50083."""
         thread = self.store.channel(thread_id)
         thread.archived = thread.locked = True
-        await self._dispatch("THREAD_UPDATE", thread.payload(self.world.guild_id))
+        await self._dispatch("THREAD_UPDATE", thread.payload(thread.guild_id))
 
     def reject_token(self, record: InteractionRecord, *, code: int = 50027) -> None:
         """Discord refuses the interaction's token from now on, early: 401 50027 by default,
@@ -251,11 +251,10 @@ class DiscordEmulator:
 
     # --- injecting what users do ------------------------------------------------------------
 
-    async def _dispatch(self, event: str, data: Any) -> None:
-        """Send a gateway event, hiding content from clients without the message content intent."""
-        for session in list(self.gateway.sessions):
-            if session.ws.closed:
-                continue
+    async def _dispatch(self, event: str, data: Any, *, shard: int | None = None) -> None:
+        """Send a gateway event to the sessions of its server's shard (or of `shard`), hiding
+        content from clients without the message content intent."""
+        for session in self.gateway.receivers(data, shard=shard):
             payload = data
             if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
                 payload = self._as_seen_by(data, session.intents or 0)
@@ -397,16 +396,25 @@ class DiscordEmulator:
         return options, resolved
 
     async def inject_component(
-        self, message_id: int, custom_id: str, user: User | str, *, component_type: int = 2
+        self,
+        message_id: int,
+        custom_id: str,
+        user: User | str,
+        *,
+        component_type: int = 2,
+        shard: int | None = None,
     ) -> InteractionRecord:
-        """A user presses a button on a message; dispatches INTERACTION_CREATE (type 3)."""
+        """A user presses a button on a message; dispatches INTERACTION_CREATE (type 3).
+
+        `shard` delivers it to that shard's sessions instead of the server's own, as happens
+        while a bot changes its shard count (old and new sessions overlap)."""
         member = self.user(user) if isinstance(user, str) else user
         message = self.world.messages[message_id]
         data = {"custom_id": custom_id, "component_type": component_type}
         record = self.interactions.new_record(3, member, message.channel_id, data)
         record.payload["message"] = self.world.message_payload(message)
         record.component_message_id = message.id
-        await self._dispatch("INTERACTION_CREATE", record.payload)
+        await self._dispatch("INTERACTION_CREATE", record.payload, shard=shard)
         return record
 
     async def reconnect_clients(self) -> None:

@@ -147,7 +147,7 @@ class MessageStore:
         event = {
             "id": str(message.id),
             "channel_id": str(message.channel_id),
-            "guild_id": str(self.world.guild_id),
+            "guild_id": str(self.world.guild_of(message.channel_id)),
         }
         if not message.is_ephemeral:
             await self.dispatch("MESSAGE_DELETE", event)
@@ -169,7 +169,7 @@ class MessageStore:
             "type": 0,
             "message_id": str(target.id),
             "channel_id": str(target.channel_id),
-            "guild_id": str(self.world.guild_id),
+            "guild_id": str(self.world.guild_of(target.channel_id)),
         }
         return normalised, target
 
@@ -230,6 +230,6 @@ class MessageStore:
         thread.auto_archive_duration = duration
         if starter is not None:
             starter.thread_id = thread.id
-        payload = thread.payload(self.world.guild_id) | {"newly_created": True}
+        payload = thread.payload(thread.guild_id) | {"newly_created": True}
         await self.dispatch("THREAD_CREATE", payload)
         return thread

@@ -76,6 +76,13 @@ class Snowflakes:
         self.last = max(candidate, self.last + 1)
         return self.last
 
+    def on_shard(self, shard: int, shard_count: int) -> int:
+        """A fresh snowflake whose server would be on `shard` of `shard_count` (a guild id)."""
+        millis = (self.next() >> 22) + 1
+        millis += (shard - millis) % shard_count
+        self.last = max(millis << 22, self.last + 1)
+        return self.last
+
     def aged(self, seconds: float) -> int:
         """A unique snowflake whose timestamp lies `seconds` in the past (an old interaction)."""
         millis = int((self.clock.wall().timestamp() - seconds) * 1000) - DISCORD_EPOCH_MS
@@ -195,6 +202,8 @@ class Channel:
     created_at: datetime | None = None
     message_count: int = 0
     overwrites: list[dict[str, Any]] = field(default_factory=list)
+    guild_id: int = 0
+    """The server the channel is in (set by the world)."""
 
     @property
     def is_thread(self) -> bool:

@@ -129,6 +129,8 @@ class RestApi:
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self.typing: list[tuple[float, int]] = []
         self.forbidden_channels: set[int] = set()
+        self.recommended_shards = 1
+        """What GET /gateway/bot says the bot should run (`shards`)."""
 
     def register(self, app: web.Application) -> None:
         """Add every route, then the loud catch-all for unknown ones."""
@@ -278,7 +280,11 @@ class RestApi:
     async def get_gateway_bot(self, call: Call) -> Answer:
         """GET /gateway/bot."""
         limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url(), "shards": 1, "session_start_limit": limit}
+        return 200, {
+            "url": self.gateway_url(),
+            "shards": self.recommended_shards,
+            "session_start_limit": limit,
+        }
 
     def _command_scope(self, call: Call) -> int | None:
         """None for global commands, the guild id for guild commands; checks the ids."""
@@ -286,9 +292,10 @@ class RestApi:
             raise errors.DiscordError(403, 50001, "Missing Access")
         if "guild_id" not in call.params:
             return None
-        if call.int_param("guild_id") != self.world.guild_id:
+        guild_id = call.int_param("guild_id")
+        if guild_id not in self.world.guild_names:
             raise errors.DiscordError(403, 50001, "Missing Access")
-        return self.world.guild_id
+        return guild_id
 
     async def get_commands(self, call: Call) -> Answer:
         """GET the registered commands of a scope."""
@@ -329,14 +336,14 @@ class RestApi:
     async def get_member(self, call: Call) -> Answer:
         """GET /guilds/{guild_id}/members/{user_id}."""
         member = self.world.members.get(call.int_param("user_id"))
-        if call.int_param("guild_id") != self.world.guild_id or member is None:
+        if call.int_param("guild_id") not in self.world.guild_names or member is None:
             raise errors.DiscordError(404, 10007, "Unknown Member")
         return 200, member.payload()
 
     async def get_channel(self, call: Call) -> Answer:
         """GET /channels/{channel_id}."""
         channel = self.store.channel(call.int_param("channel_id"))
-        return 200, channel.payload(self.world.guild_id)
+        return 200, channel.payload(channel.guild_id)
 
     async def list_messages(self, call: Call) -> Answer:
         """GET /channels/{channel_id}/messages, newest first, with limit/before/after."""
@@ -412,13 +419,13 @@ class RestApi:
         thread = await self.store.create_thread(
             starter.channel_id, call.json, self.world.bot, starter
         )
-        return 201, thread.payload(self.world.guild_id)
+        return 201, thread.payload(thread.guild_id)
 
     async def thread_without_message(self, call: Call) -> Answer:
         """POST /channels/{channel_id}/threads."""
         parent_id = call.int_param("channel_id")
         thread = await self.store.create_thread(parent_id, call.json, self.world.bot, None)
-        return 201, thread.payload(self.world.guild_id)
+        return 201, thread.payload(thread.guild_id)
 
     async def join_thread(self, call: Call) -> Answer:
         """PUT /channels/{channel_id}/thread-members/@me."""

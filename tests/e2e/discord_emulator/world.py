@@ -53,6 +53,8 @@ class World:
     users_by_name: dict[str, User] = field(default_factory=dict)
     roles_by_name: dict[str, Role] = field(default_factory=dict)
     channels_by_name: dict[str, Channel] = field(default_factory=dict)
+    guild_names: dict[int, str] = field(default_factory=dict)
+    """Every server of the world by id, the first (`guild_id`) included."""
 
     @classmethod
     def build(cls, clock: Clock, bot_name: str = "llm-bot") -> World:
@@ -60,6 +62,7 @@ class World:
         snowflakes = Snowflakes(clock)
         bot = User(snowflakes.next(), bot_name, bot=True)
         world = cls(clock, snowflakes, bot, application_id=bot.id, guild_id=snowflakes.next())
+        world.guild_names[world.guild_id] = world.guild_name
         world.add_role("@everyone", EVERYONE_PERMISSIONS, role_id=world.guild_id)
         world.add_role("Moderators", MANAGE_MESSAGES, position=2)
         world.add_role("Admins", MANAGE_GUILD, position=3)
@@ -74,6 +77,27 @@ class World:
         world.add_channel("general")
         world.add_channel("random")
         return world
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> int:
+        """Another server with the same members and roles (and its own @everyone), on shard
+        `(id, count)` when given; its channels are added with `add_channel(..., guild_id=)`."""
+        guild_id = self.snowflakes.on_shard(*shard) if shard else self.snowflakes.next()
+        self.guild_names[guild_id] = name
+        everyone = self.roles[self.guild_id]
+        self.roles[guild_id] = Role(guild_id, "@everyone", everyone.permissions)
+        return guild_id
+
+    def guilds_of_shard(self, shard: tuple[int, int] | None) -> list[int]:
+        """The servers whose events go to a session of shard `(id, count)` (all without one)."""
+        if shard is None:
+            return list(self.guild_names)
+        number, count = shard
+        return [guild for guild in self.guild_names if (guild >> 22) % count == number]
+
+    def guild_of(self, channel_id: int) -> int:
+        """The server a channel or thread is in."""
+        channel = self.channels.get(channel_id)
+        return channel.guild_id if channel is not None and channel.guild_id else self.guild_id
 
     def add_role(
         self,
@@ -110,9 +134,14 @@ class World:
         self.add_member(user, [self.roles_by_name[role].id for role in role_names or []])
         return user
 
-    def add_channel(self, name: str) -> Channel:
-        """Create a text channel."""
-        channel = Channel(self.snowflakes.next(), name, position=len(self.channels_by_name))
+    def add_channel(self, name: str, *, guild_id: int | None = None) -> Channel:
+        """Create a text channel (in the first server unless another is named)."""
+        channel = Channel(
+            self.snowflakes.next(),
+            name,
+            position=len(self.channels_by_name),
+            guild_id=guild_id or self.guild_id,
+        )
         self.channels[channel.id] = channel
         self.channels_by_name[name] = channel
         return channel
@@ -128,14 +157,15 @@ class World:
             parent_id=parent_id,
             owner_id=owner.id,
             created_at=self.clock.wall(),
+            guild_id=self.guild_of(parent_id),
         )
         self.channels[thread.id] = thread
         return thread
 
-    def permissions_of(self, user_id: int) -> int:
+    def permissions_of(self, user_id: int, guild_id: int | None = None) -> int:
         """The guild-level permission bits of a member (owner and Administrator get everything)."""
         member = self.members[user_id]
-        bits = self.roles[self.guild_id].permissions
+        bits = self.roles[guild_id or self.guild_id].permissions
         for role_id in member.role_ids:
             bits |= self.roles[role_id].permissions
         if user_id == self.owner_id or bits & (1 << 3):
@@ -185,7 +215,7 @@ class World:
         }
         self._add_optional_fields(message, data)
         if gateway:
-            data["guild_id"] = str(self.guild_id)
+            data["guild_id"] = str(self.guild_of(message.channel_id))
             if message.author.id in self.members and message.webhook_id is None:
                 data["member"] = self.members[message.author.id].payload(with_user=False)
         return data
@@ -201,7 +231,8 @@ class World:
             data["webhook_id"] = str(message.webhook_id)
             data["application_id"] = str(self.application_id)
         if message.thread_id is not None:
-            data["thread"] = self.channels[message.thread_id].payload(self.guild_id)
+            thread = self.channels[message.thread_id]
+            data["thread"] = thread.payload(thread.guild_id)
 
     def _mention_payload(self, user: User) -> dict[str, Any]:
         """A user in a message's `mentions`, with their partial member object."""
@@ -209,13 +240,16 @@ class World:
         data["member"] = self.members[user.id].payload(with_user=False)
         return data
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
         """The GUILD_CREATE payload: the whole guild with channels, threads, roles and members."""
-        channels = [c for c in self.channels.values() if not c.is_thread]
-        threads = [c for c in self.channels.values() if c.is_thread and not c.archived]
+        guild_id = guild_id or self.guild_id
+        mine = [c for c in self.channels.values() if c.guild_id == guild_id]
+        channels = [c for c in mine if not c.is_thread]
+        threads = [c for c in mine if c.is_thread and not c.archived]
+        roles = [r for r in self.roles.values() if r.id == guild_id or r.id not in self.guild_names]
         return {
-            "id": str(self.guild_id),
-            "name": self.guild_name,
+            "id": str(guild_id),
+            "name": self.guild_names[guild_id],
             "icon": None,
             "owner_id": str(self.owner_id),
             "unavailable": False,
@@ -231,11 +265,11 @@ class World:
             "nsfw_level": 0,
             "premium_tier": 0,
             "system_channel_id": None,
-            "roles": [role.payload() for role in self.roles.values()],
+            "roles": [role.payload() for role in roles],
             "emojis": [],
             "stickers": [],
-            "channels": [channel.payload(self.guild_id) for channel in channels],
-            "threads": [thread.payload(self.guild_id) for thread in threads],
+            "channels": [channel.payload(guild_id) for channel in channels],
+            "threads": [thread.payload(guild_id) for thread in threads],
             "members": [member.payload() for member in self.members.values()],
             "voice_states": [],
             "presences": [],
