@@ -114,9 +114,11 @@ class ShardLeases:
 
     async def acquire(self) -> None:
         """Wait, as a hot standby, until every lease is ours; taken in ascending order."""
+        took_over = False
         for shard in self.shard_ids:
             reported = False
             while not await self._try(shard):
+                took_over = True
                 if not reported:
                     holder = await self._owner_or_unknown(shard)
                     log.info(
@@ -128,7 +130,9 @@ class ShardLeases:
                     reported = True
                 await self._sleep(self._poll_every)
                 await self._renew_held(below=shard)
-        log.info(
+        # Quiet on a plain start, so a start-up that fails later prints only its error line.
+        log.log(
+            logging.INFO if took_over else logging.DEBUG,
             "Holding shards %s of %d as process %s.",
             ",".join(map(str, self.shard_ids)),
             self.shard_count,

@@ -69,6 +69,7 @@ async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> N
         emu = stack.emu
         assert [scope for scope, _ in emu.rest.command_syncs] == [None]
         env = dict(stack.bot.env, DEV_GUILD_ID=str(emu.guild_id))
+        assert await stack.bot.stop() == 0  # else the restarts would wait as its standbys
         for run in ("first", "second"):
             identified = emu.gateway.identifies
             async with BotProcess(env, tmp_path / run) as bot:
