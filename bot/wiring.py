@@ -21,6 +21,7 @@ from bot.core.models import ModelCatalog
 from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
+from bot.core.redis_client import RedisClient
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
@@ -56,7 +57,7 @@ class BotServices:
 @contextlib.asynccontextmanager
 async def open_redis(
     settings: Settings, *, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
-) -> AsyncIterator[aioredis.Redis]:
+) -> AsyncIterator[RedisClient]:
     """A Redis client that answered PING, or a StartupError saying where it looked.
 
     Every command times out, so a server that goes silent (a dead host, a dropped connection)
@@ -81,7 +82,7 @@ async def open_redis(
         await client.aclose()
 
 
-def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
+def make_store(settings: Settings, redis: RedisClient) -> HistoryStore:
     """The history store with the configured limits; a thread's owner and last answer expire
     together with its history."""
     return HistoryStore(
@@ -93,7 +94,7 @@ def make_store(settings: Settings, redis: aioredis.Redis) -> HistoryStore:
     )
 
 
-def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
+def make_prefs(settings: Settings, redis: RedisClient) -> Preferences:
     """The per-channel and per-server choices, with the configured defaults."""
     return Preferences(
         redis,
@@ -106,7 +107,7 @@ def make_prefs(settings: Settings, redis: aioredis.Redis) -> Preferences:
     )
 
 
-def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
+def make_limits(settings: Settings, redis: RedisClient) -> UsageLimits:
     """The per-member rate and per-server daily budgets from the settings."""
     return UsageLimits(
         redis,
@@ -117,7 +118,7 @@ def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
     )
 
 
-def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
+def build_core(settings: Settings, session: aiohttp.ClientSession, redis: RedisClient) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
     client = ResponsesClient(
@@ -137,7 +138,7 @@ def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aiored
 def build_bot_services(
     settings: Settings,
     session: aiohttp.ClientSession,
-    redis: aioredis.Redis,
+    redis: RedisClient,
     *,
     observer: Observer = NO_OBSERVER,
 ) -> BotServices:

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-import redis.asyncio as aioredis
-
 from bot.core.events import Usage
 from bot.core.keys import ServerKey
+from bot.core.redis_client import RedisClient, register_script
 
 Clock = Callable[[], float]
 """A callable returning the time as epoch seconds (`time.time`, or a test's own)."""
@@ -229,7 +228,7 @@ class UsageLimits:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         user_rate_per_minute: int,
         limit_admins: bool,
@@ -245,8 +244,8 @@ class UsageLimits:
         self.daily_tokens = daily_tokens
         self.daily_cost_usd = daily_cost_usd
         self._clock = clock
-        self._check_script = redis.register_script(_CHECK_LUA)
-        self._record_script = redis.register_script(_RECORD_LUA)
+        self._check_script = register_script(redis, _CHECK_LUA)
+        self._record_script = register_script(redis, _RECORD_LUA)
 
     async def check(self, guild: str, user: str, *, is_admin: bool = False) -> Verdict:
         """Whether `user` may get an answer in `guild` now; if so, it counts in their window."""

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from bot.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class ModelCatalog:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         base_url: str,
         timeout: float = FETCH_TIMEOUT_SECONDS,

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import redis.asyncio as aioredis
-
 from bot.core.keys import ConversationKey, ServerKey, server_prefs
 from bot.core.options import (
     MODEL_DEFAULT_EFFORT,
@@ -29,6 +27,7 @@ from bot.core.options import (
     parse_switch,
     switch_value,
 )
+from bot.core.redis_client import RedisClient
 
 Scope = Literal["channel", "server"]
 Source = Literal["channel", "server", "default"]
@@ -92,7 +91,7 @@ def parse_choice(name: PrefName, raw: str, scope: Scope = "channel") -> str:
     return choice.parse(raw)
 
 
-async def _note_channel_settings(redis: aioredis.Redis, key: ConversationKey) -> None:
+async def _note_channel_settings(redis: RedisClient, key: ConversationKey) -> None:
     """List the channel in its server's index for good (+inf: its settings never expire), so
     deleting the server's data finds them."""
     index = ServerKey(key.guild).conversations
@@ -111,7 +110,7 @@ class Preferences:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         default_model: str,
         default_system: str,

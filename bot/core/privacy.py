@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import redis.asyncio as aioredis
-
 from bot.core.history import HistoryStore, Removed
 from bot.core.keys import CONVERSATION_DATA, ConversationKey, ServerKey
 from bot.core.limits import USAGE_TTL_SECONDS, Clock, utc_day, utc_month
+from bot.core.redis_client import RedisClient
 
 DAY_SECONDS: Final = 24 * 3600
 _DELETE_BATCH: Final = 500
@@ -41,7 +40,7 @@ class ServerData:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         store: HistoryStore,
         *,
         clock: Clock = time.time,

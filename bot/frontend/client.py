@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 import discord
-import redis.asyncio as aioredis
 from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
+from bot.core.redis_client import RedisClient
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
 from bot.wiring import BotServices
@@ -42,7 +42,7 @@ class Dependencies:
     """Everything the bot is built from; opened and closed by main()."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     session: aiohttp.ClientSession
     services: BotServices
     http_trace: aiohttp.TraceConfig = field(default_factory=aiohttp.TraceConfig)

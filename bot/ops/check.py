@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.core.keys import commands_hash
+from bot.core.redis_client import RedisClient
 
 CHECK_TIMEOUT_SECONDS = 10.0
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)
@@ -69,7 +70,7 @@ class Context:
 
     settings: Settings
     session: aiohttp.ClientSession
-    redis: aioredis.Redis | None = None
+    redis: RedisClient | None = None
     application_id: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +125,7 @@ async def _bounded(run: Callable[[Context], Awaitable[Verdict]], context: Contex
 
 
 @contextlib.asynccontextmanager
-async def _redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+async def _redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
     """A Redis client with short timeouts (it may not answer: the check says so)."""
     client = aioredis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_connect_timeout=3, socket_timeout=3
@@ -316,7 +317,7 @@ async def check_commands(context: Context) -> Verdict:
     return warning(f"{differs}; the bot syncs them when it starts, or run `python -m bot sync`.")
 
 
-async def _stored_digest(redis: aioredis.Redis | None, scope: str) -> str | None:
+async def _stored_digest(redis: RedisClient | None, scope: str) -> str | None:
     """The digest of the commands the bot last synced to a scope, if Redis knows it."""
     if redis is None:
         return None

@@ -12,6 +12,7 @@ import discord
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot.core.redis_client import RedisClient
 from bot.ops.metrics import CONTENT_TYPE, BotMetrics
 from bot.wiring import StartupError
 
@@ -41,7 +42,7 @@ class HealthCheck:
     def __init__(
         self,
         gateway: Callable[[], str | None],
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         timeout_seconds: float = PING_TIMEOUT_SECONDS,
     ) -> None:

@@ -21,7 +21,10 @@ from bot.core.privacy import ServerData
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from tests.support.fake_responses import FakeResponsesServer, SseStream, sse_stream
+from tests.support.redis_target import all_keys
 from tests.support.request_bytes import input_items
+
+pytestmark = pytest.mark.on_cluster
 
 GUILD = "900"
 KEY = ConversationKey(GUILD, "10")
@@ -210,7 +213,7 @@ async def test_delete_a_servers_data(bot: Bot, redis_client: aioredis.Redis) -> 
     await prefs.set(quiet, "channel", "system", "be terse")
     data = ServerData(redis_client, bot.store)
     deleted = await data.delete_server(GUILD)
-    left = sorted(name.decode() for name in await redis_client.keys("*"))
+    left = sorted(await all_keys(redis_client))
     assert [name for name in left if name.startswith(("{g:900}", "{g:900:"))] == []
     assert deleted == 14  # items, meta; channel prefs; prefs, limits, users, index; rate; 6 usage
     assert any(name.startswith("{g:901:c:10}:items") for name in left)
