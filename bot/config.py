@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_cluster: bool = False
 
     default_model: str = "openai/gpt-4o-mini"
     system_prompt: str = (

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from bot.config import Settings, require
 from bot.core.conversation import ConversationService
@@ -54,6 +56,31 @@ class BotServices:
     turns: TurnRunner
 
 
+def redis_client(settings: Settings, *, timeout_seconds: float) -> RedisClient:
+    """A client of REDIS_URL, not connected yet: of a Redis Cluster when REDIS_CLUSTER is set
+    (it finds the other nodes from the one in the URL), of one server otherwise."""
+    url = settings.redis_url.get_secret_value()
+    if settings.redis_cluster:
+        return RedisCluster.from_url(
+            url,
+            socket_connect_timeout=timeout_seconds,
+            socket_timeout=timeout_seconds,
+            health_check_interval=30,
+        )
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        health_check_interval=30,
+    )
+
+
+def redis_where(settings: Settings) -> str:
+    """host:port of REDIS_URL, without credentials."""
+    parts = urlsplit(settings.redis_url.get_secret_value())
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
 @contextlib.asynccontextmanager
 async def open_redis(
     settings: Settings, *, timeout_seconds: float = REDIS_TIMEOUT_SECONDS
@@ -61,25 +88,47 @@ async def open_redis(
     """A Redis client that answered PING, or a StartupError saying where it looked.
 
     Every command times out, so a server that goes silent (a dead host, a dropped connection)
-    fails the turn with a RedisError instead of holding its conversation's lock for good.
+    fails the turn with a RedisError instead of holding its conversation's lock for good. With
+    REDIS_CLUSTER the client is a cluster client; a mismatch between the setting and the
+    server (a cluster node without it, a single server with it) stops start-up in one line.
     """
-    url = settings.redis_url.get_secret_value()
-    client = aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout_seconds,
-        socket_timeout=timeout_seconds,
-        health_check_interval=30,
-    )
+    client = redis_client(settings, timeout_seconds=timeout_seconds)
     try:
-        try:
-            await client.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
-        except (OSError, aioredis.RedisError):
-            parts = urlsplit(url)
-            where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-            raise StartupError(f"Could not connect to Redis at {where}: is it running?") from None
+        await _first_contact(client, settings)
         yield client
     finally:
         await client.aclose()
+
+
+async def _first_contact(client: RedisClient, settings: Settings) -> None:
+    """PING, and check that the server is a cluster exactly when REDIS_CLUSTER says so."""
+    where = redis_where(settings)
+    try:
+        await client.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+        is_cluster = isinstance(client, RedisCluster) or await _cluster_enabled(client)
+    except RedisClusterException as exc:
+        if "not enabled" in str(exc):
+            raise StartupError(
+                f"Redis at {where} is not a cluster: unset REDIS_CLUSTER for a single server."
+            ) from None
+        raise StartupError(
+            f"Could not connect to Redis Cluster at {where}: is it running?"
+        ) from None
+    except (OSError, aioredis.RedisError):
+        raise StartupError(f"Could not connect to Redis at {where}: is it running?") from None
+    if is_cluster and not settings.redis_cluster:
+        raise StartupError(
+            f"Redis at {where} is a cluster node: set REDIS_CLUSTER=true to use the cluster."
+        )
+
+
+async def _cluster_enabled(client: aioredis.Redis) -> bool:
+    """Whether a single-server client reached a node of a Redis Cluster."""
+    try:
+        info = await client.info("cluster")
+    except aioredis.ResponseError:  # INFO not allowed (ACL): assume what the settings say
+        return False
+    return bool(info.get("cluster_enabled"))
 
 
 def make_store(settings: Settings, redis: RedisClient) -> HistoryStore:
