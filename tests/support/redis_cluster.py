@@ -7,10 +7,12 @@ knows the other two, so the first client sees the final slot map.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.support.redis_server import free_port
@@ -101,6 +103,19 @@ class RedisCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"node {port} did not come {what}:\n{self.logs()}")
             time.sleep(POLL_SECONDS)
+
+    @contextlib.contextmanager
+    def frozen(self, port: int) -> Iterator[None]:
+        """Freeze one node (SIGSTOP: it holds connections but answers nothing) inside the block.
+
+        The block must be short: past the node timeout (5 s) the others would mark it failed.
+        """
+        proc = self.procs[self.ports.index(port)]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGCONT)
 
     def logs(self) -> str:
         """The nodes' logs, for a failure message."""
