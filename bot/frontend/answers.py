@@ -13,6 +13,7 @@ from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
 from bot.core.renderer import MessageGone, SentMessage, SinkError
+from bot.core.tools.context import ToolContext
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
 from bot.frontend.images import TurnImages
@@ -105,12 +106,25 @@ class AnswerButtons:
         """The message ids of the conversation's latest answer, if known."""
         return await self._last_answers.get(key)
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
-        return self._turns.submit(key, lambda: self._regenerate(key, asker_id, message_ids))
+    def regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> bool:
+        """Queue answering the last question again into these messages (with the tools of
+        `context`, the place and the presser); False when busy."""
+        return self._turns.submit(
+            key, lambda: self._regenerate(key, asker_id, message_ids, context)
+        )
 
     async def _regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
     ) -> None:
         """Answer the conversation's last question again, into the same messages."""
         channel = self._channel(key)
@@ -139,6 +153,7 @@ class AnswerButtons:
             finish=finish,
             frontend="regenerate",
             images=images,
+            context=context,
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

@@ -12,7 +12,9 @@ import discord
 from discord.ext import commands
 
 from bot.core.keys import ConversationKey
+from bot.core.tools.context import ToolContext
 from bot.core.turns import Running
+from bot.frontend.places import interaction_context
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,15 @@ class ButtonActions(Protocol):
     async def latest_answer(self, key: ConversationKey) -> list[str] | None:
         """The message ids of the conversation's latest answer, if known."""
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
+    def regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> bool:
+        """Queue answering the last question again into these messages (with the tools of
+        `context`, the place and the presser); False when busy."""
 
 
 class ButtonHost(Protocol):
@@ -146,7 +155,8 @@ class RegenerateButton(
             )
             return
         await interaction.response.defer()
-        if not actions.regenerate(key, self.asker_id, last):
+        context = interaction_context(interaction)
+        if not actions.regenerate(key, self.asker_id, last, context):
             await interaction.followup.send(
                 "I'm busy in this channel; try again in a moment.", ephemeral=True
             )

@@ -86,6 +86,7 @@ class AssistantBot(commands.Bot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        self.memory = services.memory
         history_images = DiscordImageSource(
             self.get_partial_messageable, max_bytes=deps.settings.max_image_bytes
         )

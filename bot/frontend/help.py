@@ -20,5 +20,7 @@ latest answer asks again.
 • `/model` and `/system` show (or, with Manage Server, set) the model and instructions for \
 this channel or the whole server.
 • `/settings` shows what is in force here and where it comes from.
+• `/memory list`, `search` and `forget` show and remove the facts I remember about this \
+server (when its memory is on); a fact told in a private channel stays in that channel.
 
 I never ping anyone, and long pasted text files are read as part of your message."""

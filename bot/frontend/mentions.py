@@ -18,6 +18,7 @@ from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.images import image_attachments, read_images
+from bot.frontend.places import tool_context
 from bot.frontend.sinks import ChannelSink, describe_channel
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class SharedAssistant(commands.Cog):
             finish=self.bot.answer_buttons.finisher(sink),
             frontend="mention",
             images=images,
+            context=tool_context(channel, message.author),
         )
 
     async def _text(self, message: discord.Message, me: discord.ClientUser) -> str:

@@ -24,6 +24,7 @@ from bot.frontend.buttons import answer_view, may_control
 from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.images import read_images
+from bot.frontend.places import interaction_context, tool_context
 from bot.frontend.sinks import ChannelSink, InteractionSink
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class ConversationCommands(CommandCog):
         sink = InteractionSink(interaction, private=private, first_view=view)
         turns = self.bot.turns
         finish = None if private else self.bot.answer_buttons.finisher(sink)
+        context = interaction_context(interaction)
 
         async def job() -> None:
             await turns.run(
@@ -158,6 +160,7 @@ class ConversationCommands(CommandCog):
                 record=not private,
                 frontend="ask",
                 images=images,
+                context=context,
             )
 
         if not turns.submit(key, job):
@@ -209,6 +212,7 @@ class ConversationCommands(CommandCog):
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
         turns = self.bot.turns
         finish = self.bot.answer_buttons.finisher(sink)
+        context = tool_context(thread, interaction.user)
 
         async def job() -> None:
             await turns.run(
@@ -219,6 +223,7 @@ class ConversationCommands(CommandCog):
                 finish=finish,
                 frontend="chat",
                 images=images,
+                context=context,
             )
 
         turns.submit(key, job)

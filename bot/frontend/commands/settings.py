@@ -49,6 +49,15 @@ async def may_change(interaction: Interaction, label: str) -> bool:
     return False
 
 
+async def memory_line(bot: AssistantBot, guild: str) -> str:
+    """Whether the server memory is on here, and what decides it."""
+    if not bot.memory.enabled:
+        return "**Server memory**: off (MEMORY_ENABLED, the bot's configuration)"
+    if await bot.memory.store.enabled(guild):
+        return "**Server memory**: on (server switch, `/memory switch`)"
+    return "**Server memory**: off (server switch, `/memory switch`; off by default)"
+
+
 class SettingsCommands(CommandCog):
     """The model and system prompt in force, and what else is in force here."""
 
@@ -162,6 +171,7 @@ class SettingsCommands(CommandCog):
             f"forgotten after {s.history_ttl_seconds // 3600} h idle (default)",
             f"**Limits**: questions up to {s.max_input_chars:,} characters, answers up to "
             f"{s.max_output_tokens:,} tokens (default)",
+            await memory_line(self.bot, key.guild),
         ]
         await interaction.response.send_message(
             clip("\n".join(lines), DEFAULT_LIMIT), ephemeral=True
