@@ -81,10 +81,10 @@ class Interactions:
             "channel_id": str(channel.id),
             "channel": channel.payload(self.world.guild_id),
             "member": self.world.members[user.id].payload()
-            | {"permissions": str(self.world.permissions_of(user.id))},
+            | {"permissions": str(self.world.channel_permissions(user.id, channel.id))},
             "token": token,
             "version": 1,
-            "app_permissions": str(self.world.permissions_of(self.world.bot.id)),
+            "app_permissions": str(self.world.channel_permissions(self.world.bot.id, channel.id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
