@@ -234,3 +234,48 @@ async def test_private_channels_and_threads_keep_their_facts(stack: BotStack) ->
     )
     assert "500 euros" not in searched
     assert "purple owl" in searched
+
+
+async def test_ask_recalls_and_clear_needs_manage_server_and_a_confirmation(
+    stack: BotStack,
+) -> None:
+    """/ask gets the memory tools too; /memory clear is refused without Manage Server, asks
+    the admin to confirm privately, and only the confirmation forgets every fact."""
+    await switch(stack, "on")
+    turns = Turns(stack)
+    channel = stack.fresh_channel()
+    await turns.remember(channel, "bob", "The library closes at noon on Sundays.")
+    stack.script(
+        tool_call_stream([ScriptedCall("c_rec", "recall", ['{"query": "library"}'])]),
+        answer(["At noon."]),
+    )
+    emu = stack.emu
+    await emu.inject_interaction(
+        "ask", {"prompt": "When does the library close?"}, user="alice", channel_id=channel.id
+    )
+    await stack.wait_for_final(channel.id, count=2)
+    _, follow_up = stack.requests()
+    statements = [f["statement"] for f in tool_output(follow_up)["facts"]]
+    assert "The library closes at noon on Sundays." in statements
+
+    refused = await command(stack, "clear", user="bob", channel_id=channel.id)
+    assert refused == "Clearing the memory needs the Manage Server permission."
+    record = await emu.inject_interaction(
+        "memory", user="admin", channel_id=channel.id, subcommand="clear"
+    )
+    question = await reply_of(stack, record)
+    assert question.startswith("Forget all ")
+    assert record.ephemeral
+    assert record.original_message_id is not None
+    prompt = emu.message(record.original_message_id)
+    buttons = [b for row in prompt.components for b in row["components"]]
+    assert [b["label"] for b in buttons] == ["Forget everything", "Cancel"]
+    assert "library" in await command(stack, "list", user="bob", channel_id=channel.id)
+    stranger = await emu.inject_component(prompt.id, buttons[0]["custom_id"], "bob")
+    assert (await reply_of(stack, stranger)).startswith("Only the member who asked")
+    assert "library" in await command(stack, "list", user="bob", channel_id=channel.id)
+    await emu.inject_component(prompt.id, buttons[0]["custom_id"], "admin")
+    await emu.wait_until(lambda: prompt.content.startswith("Forgot all"))
+    assert prompt.components == []
+    listed = await command(stack, "list", user="bob", channel_id=channel.id)
+    assert listed == "The bot remembers nothing here that you can see."

@@ -97,8 +97,13 @@ class ClearConfirmation(discord.ui.View):
         self.owner_id = owner_id
 
     async def interaction_check(self, interaction: Interaction) -> bool:
-        """Only the member who asked to clear may confirm."""
-        return interaction.user.id == self.owner_id
+        """Only the member who asked to clear may confirm (anyone else is told so)."""
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            "Only the member who asked to clear the memory can confirm.", ephemeral=True
+        )
+        return False
 
     @discord.ui.button(label="Forget everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: Interaction, _button: discord.ui.Button[Any]) -> None:
