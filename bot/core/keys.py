@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOCAL_GUILD = "local"
+DM_GUILD = "dm"
+"""The pseudo-server of direct messages: a DM is `ConversationKey(DM_GUILD, <DM channel id>)`,
+and every DM's limits and usage live under `ServerKey(DM_GUILD)`. Server ids are numbers, so
+neither "dm" nor "local" can collide with a server."""
 META = "meta"
 """Per-conversation hash of facts about it (e.g. the owner of a /chat thread)."""
 LAST_ANSWER = "last-answer"
@@ -114,6 +118,16 @@ class ServerKey:
     def limits(self) -> str:
         """The hash of the server's own limits, overriding the configured ones."""
         return f"{self.tag}:limits"
+
+    @property
+    def access_channels(self) -> str:
+        """The set of channel ids where the shared assistant answers (empty: everywhere)."""
+        return f"{self.tag}:access:channels"
+
+    @property
+    def access_roles(self) -> str:
+        """The set of role ids whose members may use the assistant (empty: everyone)."""
+        return f"{self.tag}:access:roles"
 
     @property
     def conversations(self) -> str:

@@ -89,12 +89,13 @@ class ServerData:
         return sum(int(count) for count in deleted)
 
     def _server_keys(self, server: ServerKey, users: Sequence[str]) -> list[str]:
-        """The server's own keys: choices, limits, indexes, and usage of every day still kept."""
+        """The server's own keys: choices, limits, access rules, indexes, and usage of every
+        day still kept."""
         now = self._clock()
         kept_days = USAGE_TTL_SECONDS // DAY_SECONDS + 1
         days = [utc_day(now - n * DAY_SECONDS) for n in range(kept_days + 1)]
         months = list(dict.fromkeys(utc_month(now - n * DAY_SECONDS) for n in range(kept_days + 1)))
-        keys = [server.prefs, server.limits]
+        keys = [server.prefs, server.limits, server.access_channels, server.access_roles]
         for period in [*days, *months]:
             keys.append(server.usage(period))
             keys += [server.usage(period, user) for user in users]
