@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.core.context import EventSource, RetryShorter, fit_history, input_budget
 from bot.core.errors import LLMError
 from bot.core.events import (
     STOPPED_REASON,
@@ -60,6 +61,8 @@ class TurnRequest:
     regenerate: bool = False
     images: ImageSource | None = None
     options: AnswerOptions = field(default_factory=AnswerOptions)
+    context_tokens: int | None = None
+    """The model's context length, when known: the history sent is cut to fit it."""
 
 
 @dataclass(slots=True)
@@ -120,21 +123,27 @@ class ConversationService:
                 failed = Failed(NothingToAnswerError("the turn has no input"))
                 on_event(failed)
                 return TurnResult(text="", final=failed)
+            budget = input_budget(turn.context_tokens, self.max_output_tokens, turn.instructions)
+            items = fit_history(items, budget)
             refs = [ref for item in items for ref in item.images]
             images = await resolve_images(refs, turn.images, limit=self.image_history)
-            request = self.client.build_request(
-                items,
-                instructions=turn.instructions,
-                model=turn.model,
-                max_output_tokens=self.max_output_tokens,
-                user_key=turn.user_key,
-                conversation_key=str(turn.key),
-                images=images,
-                options=turn.options,
-            )
+
+            def build(chosen: list[HistoryItem]) -> dict[str, Any]:
+                return self.client.build_request(
+                    chosen,
+                    instructions=turn.instructions,
+                    model=turn.model,
+                    max_output_tokens=self.max_output_tokens,
+                    user_key=turn.user_key,
+                    conversation_key=str(turn.key),
+                    images=images,
+                    options=turn.options,
+                )
+
+            source = RetryShorter(self.client, items, build)
             collected = _Collected(on_event)
             try:
-                await _stream_until_stopped(self.client, request, collected, stop)
+                await _stream_until_stopped(source, build(items), collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))
@@ -200,7 +209,7 @@ class _Collected:
 
 
 async def _stream_until_stopped(
-    client: ResponsesClient,
+    client: EventSource,
     request: dict[str, Any],
     collected: _Collected,
     stop: asyncio.Event | None,
