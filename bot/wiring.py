@@ -12,6 +12,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot.config import Settings, require
+from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
 from bot.core.keys import LAST_ANSWER, META
@@ -21,6 +22,7 @@ from bot.core.models import ModelCatalog
 from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
+from bot.core.privacy import ServerData
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
@@ -43,7 +45,8 @@ class Core:
 
 @dataclass(frozen=True, slots=True)
 class BotServices:
-    """What the Discord bot runs on besides the core: choices, models, pacing and the answers."""
+    """What the Discord bot runs on besides the core: choices, models, pacing, the answers,
+    limits and access rules, and the servers' data as a whole (forgetting, deleting)."""
 
     core: Core
     prefs: Preferences
@@ -51,6 +54,9 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    limits: UsageLimits
+    access: AccessRules
+    data: ServerData
 
 
 @contextlib.asynccontextmanager
@@ -147,6 +153,8 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    catalog = ModelCatalog(session, redis, base_url=settings.openrouter_base_url)
+    limits = make_limits(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
@@ -154,12 +162,17 @@ def build_bot_services(
         last_answers,
         queue_depth=settings.queue_depth,
         observer=observer,
+        record_usage=limits.record,
+        context_of=catalog.context_length,
     )
     return BotServices(
         core=core,
         prefs=prefs,
-        catalog=ModelCatalog(session, redis, base_url=settings.openrouter_base_url),
+        catalog=catalog,
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        limits=limits,
+        access=AccessRules(redis),
+        data=ServerData(redis, core.store),
     )

@@ -20,8 +20,9 @@ from bot.core.conversation import (
     UnexpectedTurnError,
 )
 from bot.core.errors import StorageError
-from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, Usage
 from bot.core.keys import ConversationKey
+from bot.core.labels import SPEAKER_NOTE
 from bot.core.last_answers import LastAnswers
 from bot.core.observe import (
     CONTENT_LOG,
@@ -40,6 +41,10 @@ from bot.core.turnlock import TurnLockTimeout
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+RecordUsage = Callable[[str, str, Usage], Awaitable[None]]
+"""Counts a finished answer's usage: (guild, member id, usage); `UsageLimits.record`."""
+ContextOf = Callable[[str], Awaitable[int | None]]
+"""A model's context length in tokens, None when unknown; `ModelCatalog.context_length`."""
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -95,8 +100,12 @@ class TurnRunner:
         queue_depth: int,
         user_prefix: str = "discord",
         observer: Observer = NO_OBSERVER,
+        record_usage: RecordUsage | None = None,
+        context_of: ContextOf | None = None,
     ) -> None:
         self._service = service
+        self._record_usage = record_usage
+        self._context_of = context_of
         self._prefs = prefs
         self._pacer = pacer
         self._last_answers = last_answers
@@ -167,8 +176,9 @@ class TurnRunner:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest. `frontend` names the front-end in
-        metrics."""
+        press of its Regenerate finds it already the latest; the stored answer learns which
+        messages show it (deleting one takes it out of the history), and its usage is counted
+        for the asker. `frontend` names the front-end in metrics."""
         with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
             CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
             answer = await self._answer(
@@ -180,10 +190,25 @@ class TurnRunner:
                 existing=existing,
                 frontend=frontend,
             )
+            await self._account(key, asker_id, answer)
             if finish is not None:
                 previous = None if answer.crashed else await self._remember(key, answer.render)
                 await finish(Finished(key, asker_id, answer, previous))
         return answer
+
+    async def _account(self, key: ConversationKey, asker_id: int, answer: Answer) -> None:
+        """Count the answer's usage and note the messages that show the stored answer."""
+        final = answer.turn.final
+        stored = answer.turn.stored
+        render = answer.render
+        try:
+            if self._record_usage is not None and isinstance(final, Completed | Incomplete):
+                await self._record_usage(key.guild, str(asker_id), final.usage)
+            if stored and stored[-1].role == "assistant" and render.messages and not render.gone:
+                ids = [message.id for message in render.messages]
+                await self._service.store.set_answer_refs(key, stored[-1].item_id, ids)
+        except RedisError as exc:
+            log.warning("Could not count or note the answer in %s: %s", key, exc)
 
     async def _answer(
         self,
@@ -252,15 +277,18 @@ class TurnRunner:
         """Read the choices in force and run the turn; a storage failure becomes a notice."""
         try:
             prefs = await self._prefs.effective(key)
-            add_log_context(model=prefs["model"].value)
+            model = prefs["model"].value
+            add_log_context(model=model)
+            context = await self._context_of(model) if self._context_of is not None else None
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
                 user_key=f"{self._user_prefix}:{asker_id}",
-                model=prefs["model"].value,
+                model=model,
                 instructions=_instructions(prefs["system"].value),
                 record=record,
                 regenerate=regenerate,
+                context_tokens=context,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
@@ -325,12 +353,6 @@ def _log_usage(key: ConversationKey, result: TurnResult) -> None:
         usage.output_tokens,
         cost,
     )
-
-
-SPEAKER_NOTE = (
-    "Messages from people in this Discord channel start with [Display Name]: — that prefix, "
-    "added by the bot, tells you who is speaking. Never write such a prefix yourself."
-)
 
 
 def _instructions(system_prompt: str) -> str:

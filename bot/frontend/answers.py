@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
@@ -15,11 +16,12 @@ from bot.core.pacing import EditPacer
 from bot.core.renderer import MessageGone, SentMessage, SinkError
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import Gate, refusal_line
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
 
-AnswerChannel = discord.TextChannel | discord.Thread
+AnswerChannel = discord.TextChannel | discord.Thread | discord.DMChannel
 FindChannel = Callable[[int], object]
 """Looks a channel up by id (the client's cache); anything but a text channel or thread is
 treated as not found."""
@@ -34,7 +36,9 @@ class AnswerButtons:
         last_answers: LastAnswers,
         pacer: EditPacer,
         find_channel: FindChannel,
+        gate: Gate | None = None,
     ) -> None:
+        self._gate = gate
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
@@ -92,6 +96,16 @@ class AnswerButtons:
             )
         except discord.HTTPException as exc:
             log.info("Could not take Regenerate off message %s: %s", message_id, exc)
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (a regenerated answer costs as much
+        as a new one), or None."""
+        if self._gate is None:
+            return None
+        refused = await self._gate.admit(
+            interaction.user, interaction.channel, is_admin=interaction.permissions.manage_guild
+        )
+        return None if refused is None else refusal_line(refused)
 
     def running(self, key: ConversationKey) -> Running | None:
         """The answer streaming in a conversation, if any (for Stop)."""

@@ -11,7 +11,7 @@ from typing import Any, Protocol, cast
 import discord
 from discord.ext import commands
 
-from bot.core.keys import ConversationKey
+from bot.core.keys import DM_GUILD, ConversationKey
 from bot.core.turns import Running
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ class ButtonActions(Protocol):
     def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
         """Queue answering the last question again into these messages; False when busy."""
 
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (limits, access), or None."""
+
 
 class ButtonHost(Protocol):
     """A client that carries the buttons' actions."""
@@ -51,9 +54,10 @@ def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
 
 
 def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
-    """The conversation a button belongs to (its channel in the interaction's server)."""
+    """The conversation a button belongs to (its channel in the interaction's server, or a
+    direct message channel)."""
     if interaction.guild_id is None:
-        return None
+        return ConversationKey(DM_GUILD, str(channel_id))
     return ConversationKey(str(interaction.guild_id), str(channel_id))
 
 
@@ -144,6 +148,10 @@ class RegenerateButton(
             await interaction.response.send_message(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
+            return
+        refused = await actions.refusal(interaction)
+        if refused is not None:
+            await interaction.response.send_message(refused, ephemeral=True)
             return
         await interaction.response.defer()
         if not actions.regenerate(key, self.asker_id, last):

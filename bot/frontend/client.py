@@ -18,11 +18,17 @@ from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
+from bot.frontend.gate import Gate
 from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.commands", "bot.frontend.buttons")
+EXTENSIONS = (
+    "bot.frontend.mentions",
+    "bot.frontend.commands",
+    "bot.frontend.buttons",
+    "bot.frontend.privacy",
+)
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
@@ -49,12 +55,14 @@ class Dependencies:
     """Sees every HTTP request discord.py makes (metrics)."""
 
 
-def make_intents() -> discord.Intents:
-    """Guilds and guild messages, with message content (privileged); nothing else."""
+def make_intents(*, allow_dms: bool = False) -> discord.Intents:
+    """Guilds and guild messages, with message content (privileged), and direct messages only
+    when the bot answers them (ALLOW_DMS); nothing else."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.message_content = True
+    intents.dm_messages = allow_dms
     return intents
 
 
@@ -65,7 +73,7 @@ class AssistantBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=make_intents(),
+            intents=make_intents(allow_dms=deps.settings.allow_dms),
             allowed_mentions=discord.AllowedMentions(
                 everyone=False,
                 roles=False,
@@ -85,8 +93,12 @@ class AssistantBot(commands.Bot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        self.limits = services.limits
+        self.access = services.access
+        self.data = services.data
+        self.gate = Gate(services.limits)
         self.answer_buttons = AnswerButtons(
-            services.turns, services.last_answers, services.pacer, self.get_channel
+            services.turns, services.last_answers, services.pacer, self.get_channel, self.gate
         )
         # What Stop and Regenerate presses call (see buttons.ButtonHost).
         self.button_actions: ButtonActions = self.answer_buttons

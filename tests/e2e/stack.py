@@ -28,7 +28,20 @@ from tests.support.redis_server import RedisServer
 
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "google/gemini-2.0-flash")
 OTHER_BOT = "otherbot"
-SLASH_COMMANDS = {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"}
+SLASH_COMMANDS = {
+    "ask",
+    "chat",
+    "reset",
+    "model",
+    "system",
+    "settings",
+    "stop",
+    "help",
+    "usage",
+    "limits",
+    "access",
+    "forget",
+}
 
 
 @dataclass

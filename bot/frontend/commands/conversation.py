@@ -12,6 +12,7 @@ from bot.core.events import HistoryItem
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view, may_control
 from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
+from bot.frontend.gate import refusal_line
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.sinks import ChannelSink, InteractionSink
 
@@ -54,7 +55,18 @@ class ConversationCommands(CommandCog):
             text=m.readable_prompt(prompt, interaction.guild, me),
             speaker=m.speaker_name(interaction.user),
             ref=ref,
+            author=str(interaction.user.id),
         )
+
+    async def _refused(self, interaction: Interaction, channel: object) -> bool:
+        """Whether the gate refuses the caller an answer here; if so they are told privately."""
+        refused = await self.bot.gate.admit(
+            interaction.user, channel, is_admin=interaction.permissions.manage_guild
+        )
+        if refused is None:
+            return False
+        await interaction.response.send_message(refusal_line(refused), ephemeral=True)
+        return True
 
     @app_commands.command(
         name="ask", description="Ask the assistant; the channel's conversation is used"
@@ -67,7 +79,7 @@ class ConversationCommands(CommandCog):
         if await self._refuse_input(interaction, prompt):
             return
         key = await guild_only(interaction)
-        if key is None:
+        if key is None or await self._refused(interaction, interaction.channel):
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
         asker = interaction.user.id
@@ -102,6 +114,8 @@ class ConversationCommands(CommandCog):
             await interaction.response.send_message(
                 "Use /chat in a text channel; in a thread, just write.", ephemeral=True
             )
+            return
+        if await self._refused(interaction, channel):
             return
         await interaction.response.send_message(
             f"{interaction.user.mention} started a conversation: {prompt}"[:2000]
