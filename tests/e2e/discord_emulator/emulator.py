@@ -12,7 +12,15 @@ from aiohttp import web
 from tests.e2e.discord_emulator.gateway import MESSAGE_CONTENT_INTENT, Gateway, GatewayOptions
 from tests.e2e.discord_emulator.interactions import InteractionRecord, Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import SEND_MESSAGES, Channel, Clock, Message, User, iso
+from tests.e2e.discord_emulator.model import (
+    SEND_MESSAGES,
+    Channel,
+    Clock,
+    Message,
+    Role,
+    User,
+    iso,
+)
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter
 from tests.e2e.discord_emulator.rest import API_PREFIX, RestApi, RestCall
 from tests.e2e.discord_emulator.world import World
@@ -319,6 +327,29 @@ class DiscordEmulator:
         user = self.user(owner) if isinstance(owner, str) else owner
         return await self.store.create_thread(parent_id, {"name": name}, user, None)
 
+    async def delete_message(self, message_id: int) -> None:
+        """A user or moderator deletes a message; dispatches MESSAGE_DELETE."""
+        await self.store.delete(self.world.messages[message_id])
+
+    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
+        """A moderator purges messages; dispatches one MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            self.world.messages[message_id].deleted = True
+        event = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(self.world.guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", event)
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Its author edits a message; dispatches MESSAGE_UPDATE with the whole new message."""
+        await self.store.edit(self.world.messages[message_id], {"content": content})
+
+    async def remove_bot_from_guild(self) -> None:
+        """The server kicks the bot: dispatches GUILD_DELETE without `unavailable`."""
+        await self._dispatch("GUILD_DELETE", {"id": str(self.world.guild_id)})
+
     async def inject_interaction(
         self,
         command_name: str,
@@ -327,19 +358,28 @@ class DiscordEmulator:
         user: User | str,
         channel_id: int,
         age: float = 0.0,
+        subcommand: str | None = None,
     ) -> InteractionRecord:
         """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2).
 
         `age` back-dates the interaction (its snowflake and its token's 15 minutes) by that many
-        seconds, so a bot on the real clock reaches the token's expiry soon after.
+        seconds, so a bot on the real clock reaches the token's expiry soon after. With
+        `subcommand`, the options are that subcommand's (a command group such as /access).
+        Users, roles and channels given as option values are sent resolved, as Discord does.
         """
         member = self.user(user) if isinstance(user, str) else user
         command = self._synced_command(command_name)
         data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
-        if options:
-            data["options"], resolved = self._options(command, options)
+        definition = command
+        if subcommand is not None:
+            definition = next(o for o in command["options"] if o["name"] == subcommand)
+        if options or subcommand is not None:
+            sent, resolved = self._options(definition, options or {})
+            if subcommand is not None:
+                sent = [{"name": subcommand, "type": 1, "options": sent}]
+            data["options"] = sent
             if resolved:
                 data["resolved"] = resolved
         record = self.interactions.new_record(2, member, channel_id, data, age=age)
@@ -383,17 +423,23 @@ class DiscordEmulator:
     def _options(
         self, command: dict[str, Any], values: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Typed option values as Discord sends them, with resolved users for user options."""
+        """Typed option values as Discord sends them, with resolved users, roles and channels."""
         types = {option["name"]: option["type"] for option in command.get("options", [])}
-        options, users, members = [], {}, {}
+        options: list[dict[str, Any]] = []
+        resolved: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             kind = types.get(name, 3)
             if isinstance(value, User):
-                users[str(value.id)] = value.payload()
-                members[str(value.id)] = self.world.members[value.id].payload(with_user=False)
-            sent = str(value.id) if isinstance(value, User) else value
+                resolved.setdefault("users", {})[str(value.id)] = value.payload()
+                member = self.world.members[value.id].payload(with_user=False)
+                resolved.setdefault("members", {})[str(value.id)] = member
+            elif isinstance(value, Role):
+                resolved.setdefault("roles", {})[str(value.id)] = value.payload()
+            elif isinstance(value, Channel):
+                channel = value.payload(self.world.guild_id) | {"permissions": str((1 << 53) - 1)}
+                resolved.setdefault("channels", {})[str(value.id)] = channel
+            sent = str(value.id) if isinstance(value, User | Role | Channel) else value
             options.append({"name": name, "type": kind, "value": sent})
-        resolved = {"users": users, "members": members} if users else {}
         return options, resolved
 
     async def inject_component(
