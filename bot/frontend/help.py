@@ -20,5 +20,9 @@ latest answer asks again.
 • `/model` and `/system` show (or, with Manage Server, set) the model and instructions for \
 this channel or the whole server.
 • `/settings` shows what is in force here and where it comes from.
+• `/usage` shows today's and this month's answers, tokens and cost (only to you); \
+`/limits` and `/access` (Manage Server) set the daily budget and who may use me where.
+• `/forget` removes your messages from every conversation of this server.
 
-I never ping anyone, and long pasted text files are read as part of your message."""
+I never ping anyone, and long pasted text files are read as part of your message. A deleted \
+message is forgotten, an edited one is read as edited."""
