@@ -121,7 +121,7 @@ async def test_regenerate_works_after_a_restart(tmp_path: Path) -> None:
                 )
             )
         _, again = stack.requests()
-    assert input_texts(again) == ["[Alice]: a joke"]
+    assert input_texts(again) == [f"{stack.label('alice')}: a joke"]
 
 
 async def test_bot_starts_from_the_shipped_env_example(tmp_path: Path) -> None:
