@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_content: bool = False
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    memory_enabled: bool = False
+    memory_max_facts: int = Field(default=500, ge=1, le=100_000)
 
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod

@@ -15,6 +15,7 @@ from bot.config import Settings, require
 from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
@@ -24,6 +25,8 @@ from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
 from bot.core.privacy import ServerData
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -57,6 +60,8 @@ class BotServices:
     limits: UsageLimits
     access: AccessRules
     data: ServerData
+    inflight: InFlightAnswers
+    memory: MemoryTools
 
 
 @contextlib.asynccontextmanager
@@ -123,6 +128,20 @@ def make_limits(settings: Settings, redis: aioredis.Redis) -> UsageLimits:
     )
 
 
+def make_memory(
+    settings: Settings, redis: aioredis.Redis, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: aioredis.Redis) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -155,15 +174,20 @@ def build_bot_services(
     last_answers = LastAnswers(redis)
     catalog = ModelCatalog(session, redis, base_url=settings.openrouter_base_url)
     limits = make_limits(settings, redis)
+    inflight = InFlightAnswers(redis)
+    memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
         pacer,
         last_answers,
         queue_depth=settings.queue_depth,
+        web_max_results=settings.web_max_results,
+        inflight=inflight,
         observer=observer,
         record_usage=limits.record,
         context_of=catalog.context_length,
+        tools=memory,
     )
     return BotServices(
         core=core,
@@ -175,4 +199,6 @@ def build_bot_services(
         limits=limits,
         access=AccessRules(redis),
         data=ServerData(redis, core.store),
+        inflight=inflight,
+        memory=memory,
     )

@@ -17,6 +17,7 @@ from bot.core.renderer import MessageGone, SentMessage, SinkError
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
 from bot.frontend.gate import Gate, refusal_line
+from bot.frontend.images import TurnImages
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,15 @@ class AnswerButtons:
         pacer: EditPacer,
         find_channel: FindChannel,
         gate: Gate | None = None,
+        *,
+        images: TurnImages | None = None,
     ) -> None:
         self._gate = gate
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
         self._find_channel = find_channel
+        self._images = images
 
     def finisher(self, sink: ViewSink) -> Finish:
         """Swap Stop for Regenerate on the answer shown by `sink` once it is done."""
@@ -55,7 +59,7 @@ class AnswerButtons:
     async def _finish(self, sink: ViewSink, done: Finished) -> None:
         """Take Stop off, put Regenerate on the last part, and take it off the previous answer.
 
-        An answer that failed unexpectedly only loses Stop."""
+        An answer that failed unexpectedly or could not be stored only loses Stop."""
         messages = done.shown
         if not messages:
             return
@@ -65,11 +69,12 @@ class AnswerButtons:
                 await self._pacer.acquire(first.bucket, urgent=True)
                 await sink.set_view(first, None)
             await self._pacer.acquire(last.bucket, urgent=True)
-            # An answer that crashed keeps its notice only: nothing to regenerate it from.
+            # An answer that crashed or was not stored keeps its notice only: nothing to
+            # regenerate it from.
             view = (
-                None
-                if done.answer.crashed
-                else answer_view(done.key, done.asker_id, streaming=False)
+                answer_view(done.key, done.asker_id, streaming=False)
+                if done.answer.regenerable
+                else None
             )
             await sink.set_view(last, view)
         except (MessageGone, SinkError) as exc:
@@ -138,6 +143,8 @@ class AnswerButtons:
                 await self._delete(channel, extra)
             await finish_buttons(done)
 
+        # The question's images are in history: fetched again, unless the model reads only text.
+        images = None if self._images is None else await self._images.source(key, {})
         await self._turns.run(
             key,
             [],
@@ -146,6 +153,7 @@ class AnswerButtons:
             existing=existing,
             finish=finish,
             frontend="regenerate",
+            images=images,
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

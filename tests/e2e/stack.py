@@ -30,18 +30,9 @@ from tests.support.redis_server import RedisServer
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet", "google/gemini-2.0-flash")
 OTHER_BOT = "otherbot"
 SLASH_COMMANDS = {
-    "ask",
-    "chat",
-    "reset",
-    "model",
-    "system",
-    "settings",
-    "stop",
-    "help",
-    "usage",
-    "limits",
-    "access",
-    "forget",
+    *("ask", "chat", "reset", "stop", "help"),
+    *("model", "system", "settings", "reasoning", "web", "fallbacks", "footer"),
+    *("usage", "limits", "access", "forget"),
 }
 
 

@@ -355,6 +355,34 @@ async def test_files_typing_history_and_injected_attachments(
     assert await history[0].attachments[0].read() == b"a very long paste"
 
 
+async def test_attachment_urls_expire_and_a_fetched_message_carries_fresh_ones(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """An attachment URL stops working a day after it was signed (404); fetching the message
+    again gives a URL that works; a deleted message's attachment is gone."""
+    bot = await ready_bot(start_client, make_bot())
+    channel = bot.get_channel(emulator.channel("random").id)
+    assert isinstance(channel, discord.TextChannel)
+    posted = await emulator.inject_message(
+        channel.id, "alice", "look", attachments=[("cat.png", b"\x89PNG pixels")]
+    )
+    [attachment] = (await channel.fetch_message(int(posted["id"]))).attachments
+    assert attachment.content_type == "image/png"
+    assert attachment.size == len(b"\x89PNG pixels")
+    emulator.advance_clock(24 * 3600 + 1)
+    with pytest.raises(discord.NotFound):
+        await attachment.read()
+    assert emulator.expired_downloads == [attachment.id]
+    [fresh] = (await channel.fetch_message(int(posted["id"]))).attachments
+    assert fresh.url != attachment.url
+    assert await fresh.read() == b"\x89PNG pixels"
+    await emulator.delete_message(int(posted["id"]))
+    with pytest.raises(discord.NotFound):
+        await channel.fetch_message(int(posted["id"]))
+    with pytest.raises(discord.NotFound):
+        await fresh.read()
+
+
 async def test_message_content_is_hidden_without_the_intent_unless_mentioned(
     emulator: DiscordEmulator, start_client: ClientStarter
 ) -> None:

@@ -1,10 +1,12 @@
 """Slash commands by feature: conversation commands (/ask /chat /reset /stop /help), settings
-commands (/model /system /settings) and guard rails (/usage /limits /access /forget)."""
+commands (/model /system /settings), answer choices (/reasoning /web /fallbacks /footer) and
+guard rails (/usage /limits /access /forget)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.frontend.commands.choices import ChoiceCommands
 from bot.frontend.commands.conversation import ConversationCommands
 from bot.frontend.commands.guard import GuardCommands
 from bot.frontend.commands.settings import SettingsCommands
@@ -18,3 +20,4 @@ async def setup(bot: AssistantBot) -> None:
     await bot.add_cog(ConversationCommands(bot))
     await bot.add_cog(SettingsCommands(bot))
     await bot.add_cog(GuardCommands(bot))
+    await bot.add_cog(ChoiceCommands(bot))

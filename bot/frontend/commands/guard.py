@@ -13,8 +13,15 @@ from bot.core.access import AccessError, RuleName
 from bot.core.limits import report_text
 from bot.core.privacy import Forgotten
 from bot.core.renderer import DEFAULT_LIMIT
-from bot.frontend.commands.common import CommandCog, Interaction, guild_only
-from bot.frontend.commands.settings import access_text, budget_text, clip, is_clear, may_change
+from bot.frontend.commands.common import (
+    CommandCog,
+    Interaction,
+    clip,
+    guild_only,
+    is_clear,
+    may_change,
+)
+from bot.frontend.commands.settings import access_text, budget_text
 from bot.frontend.gate import discord_time
 from bot.frontend.sinks import NO_PINGS
 

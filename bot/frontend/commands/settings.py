@@ -1,54 +1,39 @@
 """Settings commands: /model, /system and /settings. Anyone may look; changing needs Manage
 Server. Each command shows or sets its own choice; they share the permission check and the
-words that clear a choice."""
+words that clear a choice (in common.py) with the answer choices of choices.py."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from bot.core.keys import ConversationKey
 from bot.core.limits import ServerLimits
+from bot.core.prefs import CHOICES, PrefName
 from bot.core.renderer import DEFAULT_LIMIT
-from bot.frontend.commands.common import CommandCog, Interaction, guild_only
+from bot.frontend.commands.choices import shown
+from bot.frontend.commands.common import (
+    MODEL_SHOWN_CHARS,
+    CommandCog,
+    Interaction,
+    ScopeChoice,
+    clip,
+    guild_only,
+    is_clear,
+    may_change,
+    where,
+)
 from bot.frontend.sinks import NO_PINGS
 
 if TYPE_CHECKING:
     from bot.frontend.client import AssistantBot
 
-ScopeChoice = Literal["channel", "server"]
-CLEAR_WORDS = {"default", "reset", "clear"}
 SYSTEM_PROMPT_FILE = "system-prompt.txt"
-MODEL_SHOWN_CHARS = 200
 SYSTEM_SHOWN_CHARS = 300
-
-
-def clip(text: str, limit: int) -> str:
-    """The text, cut to at most `limit` characters with an ellipsis when it was longer."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def is_clear(value: str) -> bool:
-    """Whether a new value asks for the default back."""
-    return value.strip().lower() in CLEAR_WORDS
-
-
-def where(scope: ScopeChoice) -> str:
-    """The scope as a sentence names it."""
-    return "this channel" if scope == "channel" else "this server"
-
-
-async def may_change(interaction: Interaction, label: str) -> bool:
-    """Whether the user may change a choice (Manage Server); if not, they are told so."""
-    if interaction.permissions.manage_guild:
-        return True
-    await interaction.response.send_message(
-        f"Changing the {label} needs the Manage Server permission.", ephemeral=True
-    )
-    return False
+ANSWER_CHOICES: tuple[PrefName, ...] = ("reasoning", "web", "fallbacks", "footer")
 
 
 def budget_text(limits: ServerLimits) -> str:
@@ -174,8 +159,9 @@ class SettingsCommands(CommandCog):
         name="settings", description="What is in force here and where it comes from"
     )
     async def settings(self, interaction: Interaction) -> None:
-        """The effective model, system prompt, history size, limits, budget and access rules,
-        with their sources."""
+        """Every choice in force (model, system prompt, reasoning, web search, fallbacks, usage
+        footer) with where it comes from, then the history size, the limits, the daily budget
+        and the access rules."""
         key = await guild_only(interaction)
         if key is None:
             return
@@ -188,6 +174,11 @@ class SettingsCommands(CommandCog):
         lines = [
             f"**Model**: `{clip(eff['model'].value, MODEL_SHOWN_CHARS)}` ({eff['model'].source})",
             f"**System prompt** ({eff['system'].source}): {system}",
+            *(
+                f"**{CHOICES[name].label.capitalize()}**: {shown(name, eff[name].value)} "
+                f"({eff[name].source})"
+                for name in ANSWER_CHOICES
+            ),
             f"**History**: {len(items)} of at most {s.history_max_messages} items "
             f"({sum(len(i.text) for i in items):,} of {s.history_max_chars:,} characters), "
             f"forgotten after {s.history_ttl_seconds // 3600} h idle (default)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,12 @@ from tests.e2e.discord_emulator.world import World
 
 DEFAULT_TOKEN = "emulated.bot.token"
 OPTION_TYPES_WITH_USERS = (6, 9)
+ATTACHMENT_OPTION = 11
+
+
+def _guess_type(filename: str) -> str | None:
+    """The content type Discord would give a file of this name (None when it has no guess)."""
+    return mimetypes.guess_type(filename)[0]
 
 
 class DiscordEmulator:
@@ -63,6 +70,8 @@ class DiscordEmulator:
         self.attachment_files: dict[int, bytes] = {}
         self.attachment_downloads: list[int] = []
         """Ids of the attachments the bot downloaded, in order."""
+        self.expired_downloads: list[int] = []
+        """Ids of the attachments asked for with an expired (or unsigned) URL: answered 404."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -288,7 +297,10 @@ class DiscordEmulator:
         attachments: list[tuple[str, bytes]] | None = None,
         mentions: list[User] | None = None,
     ) -> dict[str, Any]:
-        """A user posts in a channel or thread: dispatches MESSAGE_CREATE, returns its payload."""
+        """A user posts in a channel or thread: dispatches MESSAGE_CREATE, returns its payload.
+
+        Attachments get the content type their names suggest and signed URLs (see
+        `signed_attachment`); their bytes are served until the URL expires."""
         user = self.user(author) if isinstance(author, str) else author
         channel = self.store.channel(channel_id)
         body: dict[str, Any] = {"content": content}
@@ -299,7 +311,7 @@ class DiscordEmulator:
             body,
             user,
             files=[
-                {"filename": name, "size": len(data), "content_type": None}
+                {"filename": name, "size": len(data), "content_type": _guess_type(name)}
                 for name, data in attachments or []
             ],
             allow_empty=True,
@@ -313,12 +325,37 @@ class DiscordEmulator:
         for attachment, (_, data) in zip(message.attachments, uploads, strict=True):
             self.attachment_files[int(attachment["id"])] = data
 
+    def upload_attachment(self, filename: str, data: bytes) -> dict[str, Any]:
+        """A file a user attaches to a slash command's attachment option (it belongs to no
+        message); pass the returned object as that option's value."""
+        attachment = self.store.attachments(
+            [{"filename": filename, "size": len(data), "content_type": _guess_type(filename)}]
+        )[0]
+        self.attachment_files[int(attachment["id"])] = data
+        return attachment
+
+    async def delete_message(self, message_id: int) -> None:
+        """A user (or a moderator) deletes a message: dispatches MESSAGE_DELETE; its attachments
+        are no longer served."""
+        message = self.world.messages[message_id]
+        await self.store.delete(message)
+        for attachment in message.attachments:
+            self.attachment_files.pop(int(attachment["id"]), None)
+
     async def _serve_attachment(self, request: web.Request) -> web.Response:
-        """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
+        """GET /attachments/{id}/{filename}?ex=...: an attachment's bytes while its signed URL
+        holds; 404 once `ex` (hex unix time on the emulator's clock) has passed, as on Discord."""
         attachment_id = int(request.match_info["attachment_id"])
         data = self.attachment_files.get(attachment_id)
         if data is None:
             raise web.HTTPNotFound
+        try:
+            expires = int(request.query.get("ex", "0"), 16)
+        except ValueError:
+            expires = 0
+        if expires <= self.clock.wall().timestamp():
+            self.expired_downloads.append(attachment_id)
+            raise web.HTTPNotFound(text="This content is no longer available.")
         self.attachment_downloads.append(attachment_id)
         return web.Response(body=data, content_type="application/octet-stream")
 
@@ -326,10 +363,6 @@ class DiscordEmulator:
         """A user starts a thread (without a starter message); dispatches THREAD_CREATE."""
         user = self.user(owner) if isinstance(owner, str) else owner
         return await self.store.create_thread(parent_id, {"name": name}, user, None)
-
-    async def delete_message(self, message_id: int) -> None:
-        """A user or moderator deletes a message; dispatches MESSAGE_DELETE."""
-        await self.store.delete(self.world.messages[message_id])
 
     async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
         """A moderator purges messages; dispatches one MESSAGE_DELETE_BULK."""
@@ -429,6 +462,7 @@ class DiscordEmulator:
         resolved: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             kind = types.get(name, 3)
+            sent = value
             if isinstance(value, User):
                 resolved.setdefault("users", {})[str(value.id)] = value.payload()
                 member = self.world.members[value.id].payload(with_user=False)
@@ -438,7 +472,12 @@ class DiscordEmulator:
             elif isinstance(value, Channel):
                 channel = value.payload(self.world.guild_id) | {"permissions": str((1 << 53) - 1)}
                 resolved.setdefault("channels", {})[str(value.id)] = channel
-            sent = str(value.id) if isinstance(value, User | Role | Channel) else value
+            elif kind == ATTACHMENT_OPTION:  # an object from upload_attachment
+                attachment = self.world.signed_attachment(value)
+                resolved.setdefault("attachments", {})[value["id"]] = attachment
+                sent = value["id"]
+            if isinstance(value, User | Role | Channel):
+                sent = str(value.id)
             options.append({"name": name, "type": kind, "value": sent})
         return options, resolved
 

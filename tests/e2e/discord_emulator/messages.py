@@ -104,7 +104,7 @@ class MessageStore:
             flags=int(body.get("flags") or 0),
             embeds=list(body.get("embeds") or []),
             components=list(body.get("components") or []),
-            attachments=self._attachments(files or []),
+            attachments=self.attachments(files or []),
             message_reference=reference,
             allowed_mentions=body.get("allowed_mentions"),
             interaction_id=interaction_id,
@@ -131,7 +131,7 @@ class MessageStore:
             wanted = int(body["flags"]) & SUPPRESS_EMBEDS_FLAG
             message.flags = (message.flags & ~SUPPRESS_EMBEDS_FLAG) | wanted
         if files:
-            message.attachments = message.attachments + self._attachments(files)
+            message.attachments = message.attachments + self.attachments(files)
         message.allowed_mentions = body.get("allowed_mentions")
         replied_to = self._replied_to(message)
         self.world.resolve_mentions(message, body.get("allowed_mentions"), replied_to)
@@ -179,8 +179,8 @@ class MessageStore:
             return None
         return self.world.messages.get(int(message.message_reference["message_id"]))
 
-    def _attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Attachment objects for uploaded files."""
+    def attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Attachment objects for uploaded files (URLs unsigned: payloads sign them)."""
         result = []
         for upload in files:
             attachment_id = self.world.snowflakes.next()

@@ -26,6 +26,9 @@ from tests.e2e.discord_emulator.model import (
     parse_mentions,
 )
 
+ATTACHMENT_URL_SECONDS = 24 * 3600
+"""How long a signed attachment URL works (`ex`, as on Discord's CDN: about a day)."""
+
 BOT_ROLE_PERMISSIONS = (
     VIEW_CHANNEL
     | SEND_MESSAGES
@@ -176,7 +179,7 @@ class World:
             "mention_everyone": message.mention_everyone,
             "mentions": [self._mention_payload(user) for user in message.mentions],
             "mention_roles": [str(role_id) for role_id in message.mention_roles],
-            "attachments": message.attachments,
+            "attachments": [self.signed_attachment(a) for a in message.attachments],
             "embeds": message.embeds,
             "components": message.components,
             "pinned": False,
@@ -189,6 +192,16 @@ class World:
             if message.author.id in self.members and message.webhook_id is None:
                 data["member"] = self.members[message.author.id].payload(with_user=False)
         return data
+
+    def signed_attachment(self, attachment: dict[str, Any]) -> dict[str, Any]:
+        """An attachment object whose URLs are signed now: `ex` (hex unix time) is when they
+        stop working, as on Discord, so every payload carries fresh ones."""
+        issued = int(self.clock.wall().timestamp())
+        query = f"?ex={issued + ATTACHMENT_URL_SECONDS:x}&is={issued:x}"
+        return attachment | {
+            "url": attachment["url"] + query,
+            "proxy_url": attachment["proxy_url"] + query,
+        }
 
     def _add_optional_fields(self, message: Message, data: dict[str, Any]) -> None:
         """Reference, referenced message, webhook id and thread, when the message has them."""
