@@ -332,6 +332,8 @@ def _report_final(
     thought: bool = False,
 ) -> int:
     """One line on stderr for anything but a normal end; the exit status."""
+    for notice in final.notices:  # e.g. the answer could not be stored
+        print(notice.removeprefix("-# ").removeprefix("⚠️ "), file=sys.stderr)
     if isinstance(final, Failed):
         print(_error_line(final.error, model), file=sys.stderr)
         return 1

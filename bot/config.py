@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     limit_admins: bool = False
     server_daily_tokens: int = Field(default=0, ge=0)
     server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
+    allow_dms: bool = False
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     image_history: int = Field(default=3, ge=0, le=20)
     reasoning_effort: str = ""

@@ -12,8 +12,10 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bot.config import Settings, require
+from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
@@ -21,6 +23,7 @@ from bot.core.models import ModelCatalog
 from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
+from bot.core.privacy import ServerData
 from bot.core.responses import ResponsesClient
 from bot.core.tools.memory import MemoryTools
 from bot.core.tools.memory_store import MemoryStore
@@ -45,7 +48,8 @@ class Core:
 
 @dataclass(frozen=True, slots=True)
 class BotServices:
-    """What the Discord bot runs on besides the core: choices, models, pacing and the answers."""
+    """What the Discord bot runs on besides the core: choices, models, pacing, the answers,
+    limits and access rules, and the servers' data as a whole (forgetting, deleting)."""
 
     core: Core
     prefs: Preferences
@@ -53,6 +57,10 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    limits: UsageLimits
+    access: AccessRules
+    data: ServerData
+    inflight: InFlightAnswers
     memory: MemoryTools
 
 
@@ -164,6 +172,9 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    catalog = ModelCatalog(session, redis, base_url=settings.openrouter_base_url)
+    limits = make_limits(settings, redis)
+    inflight = InFlightAnswers(redis)
     memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
@@ -171,15 +182,23 @@ def build_bot_services(
         pacer,
         last_answers,
         queue_depth=settings.queue_depth,
+        web_max_results=settings.web_max_results,
+        inflight=inflight,
         observer=observer,
+        record_usage=limits.record,
+        context_of=catalog.context_length,
         tools=memory,
     )
     return BotServices(
         core=core,
         prefs=prefs,
-        catalog=ModelCatalog(session, redis, base_url=settings.openrouter_base_url),
+        catalog=catalog,
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        limits=limits,
+        access=AccessRules(redis),
+        data=ServerData(redis, core.store),
+        inflight=inflight,
         memory=memory,
     )

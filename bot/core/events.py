@@ -56,6 +56,8 @@ class Completed:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (e.g. that earlier messages were left out)."""
 
 
 STOPPED_REASON = "stopped"
@@ -70,6 +72,8 @@ class Incomplete:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,8 @@ class Failed:
 
     error: LLMError
     message_id: str | None = None
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Final
 import redis.asyncio as aioredis
 
 from bot.core.history import HistoryStore, Removed
-from bot.core.keys import CONVERSATION_DATA, ConversationKey, ServerKey
+from bot.core.keys import CONVERSATION_DATA, ConversationKey, ServerKey, server_memory
 from bot.core.limits import USAGE_TTL_SECONDS, Clock, utc_day, utc_month
 
 DAY_SECONDS: Final = 24 * 3600
@@ -89,16 +89,19 @@ class ServerData:
         return sum(int(count) for count in deleted)
 
     def _server_keys(self, server: ServerKey, users: Sequence[str]) -> list[str]:
-        """The server's own keys: choices, limits, indexes, and usage of every day still kept."""
+        """The server's own keys: choices, limits, access rules, indexes, its memory, and usage
+        of every day still kept."""
         now = self._clock()
         kept_days = USAGE_TTL_SECONDS // DAY_SECONDS + 1
         days = [utc_day(now - n * DAY_SECONDS) for n in range(kept_days + 1)]
         months = list(dict.fromkeys(utc_month(now - n * DAY_SECONDS) for n in range(kept_days + 1)))
-        keys = [server.prefs, server.limits]
+        keys = [server.prefs, server.limits, server.access_channels, server.access_roles]
         for period in [*days, *months]:
             keys.append(server.usage(period))
             keys += [server.usage(period, user) for user in users]
         for day in days:
             keys += [server.top(day, "cost"), server.top(day, "tokens")]
         keys += [server.rate(user) for user in users]
+        memory = server_memory(server.guild)
+        keys += [memory.facts, memory.order, memory.sequence, memory.version]
         return [*keys, server.users, server.conversations]

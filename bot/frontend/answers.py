@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
@@ -16,12 +17,13 @@ from bot.core.renderer import MessageGone, SentMessage, SinkError
 from bot.core.tools.context import ToolContext
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import Gate, refusal_line
 from bot.frontend.images import TurnImages
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
 
-AnswerChannel = discord.TextChannel | discord.Thread
+AnswerChannel = discord.TextChannel | discord.Thread | discord.DMChannel
 FindChannel = Callable[[int], object]
 """Looks a channel up by id (the client's cache); anything but a text channel or thread is
 treated as not found."""
@@ -36,9 +38,11 @@ class AnswerButtons:
         last_answers: LastAnswers,
         pacer: EditPacer,
         find_channel: FindChannel,
+        gate: Gate | None = None,
         *,
         images: TurnImages | None = None,
     ) -> None:
+        self._gate = gate
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
@@ -56,7 +60,7 @@ class AnswerButtons:
     async def _finish(self, sink: ViewSink, done: Finished) -> None:
         """Take Stop off, put Regenerate on the last part, and take it off the previous answer.
 
-        An answer that failed unexpectedly only loses Stop."""
+        An answer that failed unexpectedly or could not be stored only loses Stop."""
         messages = done.shown
         if not messages:
             return
@@ -66,11 +70,12 @@ class AnswerButtons:
                 await self._pacer.acquire(first.bucket, urgent=True)
                 await sink.set_view(first, None)
             await self._pacer.acquire(last.bucket, urgent=True)
-            # An answer that crashed keeps its notice only: nothing to regenerate it from.
+            # An answer that crashed or was not stored keeps its notice only: nothing to
+            # regenerate it from.
             view = (
-                None
-                if done.answer.crashed
-                else answer_view(done.key, done.asker_id, streaming=False)
+                answer_view(done.key, done.asker_id, streaming=False)
+                if done.answer.regenerable
+                else None
             )
             await sink.set_view(last, view)
         except (MessageGone, SinkError) as exc:
@@ -97,6 +102,16 @@ class AnswerButtons:
             )
         except discord.HTTPException as exc:
             log.info("Could not take Regenerate off message %s: %s", message_id, exc)
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (a regenerated answer costs as much
+        as a new one), or None."""
+        if self._gate is None:
+            return None
+        refused = await self._gate.admit(
+            interaction.user, interaction.channel, is_admin=interaction.permissions.manage_guild
+        )
+        return None if refused is None else refusal_line(refused)
 
     def running(self, key: ConversationKey) -> Running | None:
         """The answer streaming in a conversation, if any (for Stop)."""

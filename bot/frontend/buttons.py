@@ -11,7 +11,7 @@ from typing import Any, Protocol, cast
 import discord
 from discord.ext import commands
 
-from bot.core.keys import ConversationKey
+from bot.core.keys import DM_GUILD, ConversationKey
 from bot.core.tools.context import ToolContext
 from bot.core.turns import Running
 from bot.frontend.places import interaction_context
@@ -42,6 +42,9 @@ class ButtonActions(Protocol):
         """Queue answering the last question again into these messages (with the tools of
         `context`, the place and the presser); False when busy."""
 
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (limits, access), or None."""
+
 
 class ButtonHost(Protocol):
     """A client that carries the buttons' actions."""
@@ -60,9 +63,10 @@ def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
 
 
 def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
-    """The conversation a button belongs to (its channel in the interaction's server)."""
+    """The conversation a button belongs to (its channel in the interaction's server, or a
+    direct message channel)."""
     if interaction.guild_id is None:
-        return None
+        return ConversationKey(DM_GUILD, str(channel_id))
     return ConversationKey(str(interaction.guild_id), str(channel_id))
 
 
@@ -153,6 +157,10 @@ class RegenerateButton(
             await interaction.response.send_message(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
+            return
+        refused = await actions.refusal(interaction)
+        if refused is not None:
+            await interaction.response.send_message(refused, ephemeral=True)
             return
         await interaction.response.defer()
         context = interaction_context(interaction)

@@ -60,8 +60,11 @@ def caller_of(member: discord.abc.User) -> Caller:
     return Caller(str(member.id), name=speaker_name(member), manage_server=manages_server(member))
 
 
-def tool_context(channel: GuildPlace, member: discord.abc.User) -> ToolContext:
-    """The place and the caller of a turn asked by `member` in `channel`."""
+def tool_context(channel: GuildPlace | discord.DMChannel, member: discord.abc.User) -> ToolContext:
+    """The place and the caller of a turn asked by `member` in `channel`; a DM is a place of its
+    own, whose facts never reach a server (nor a server's facts it)."""
+    if isinstance(channel, discord.DMChannel):
+        return ToolContext(Place.dm(str(channel.id)), caller_of(member))
     return ToolContext(place_of(channel), caller_of(member))
 
 

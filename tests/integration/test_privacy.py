@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService, TurnRequest, TurnResult
 from bot.core.events import HistoryItem, Usage
 from bot.core.history import HistoryStore, Removed
@@ -200,6 +201,7 @@ async def test_delete_a_servers_data(bot: Bot, redis_client: aioredis.Redis) -> 
         redis_client, user_rate_per_minute=5, limit_admins=False, daily_tokens=0, daily_cost_usd=0
     )
     quiet = ConversationKey(GUILD, "12")
+    access = AccessRules(redis_client)
     for key in (KEY, OTHER_SERVER):
         await bot.say(key, SECRET, author=ALICE, ref="m1")
         await redis_client.hset(key.sub("meta"), "owner", ALICE)  # type: ignore[misc]
@@ -207,14 +209,17 @@ async def test_delete_a_servers_data(bot: Bot, redis_client: aioredis.Redis) -> 
         await limits.check(key.guild, ALICE)
         await limits.record(key.guild, ALICE, Usage(input_tokens=5, cost=0.01))
         await limits.set_daily_tokens(key.guild, 100)
+        await access.add(key.guild, "channels", "10")
+        await access.add(key.guild, "roles", "7")
     await prefs.set(quiet, "channel", "system", "be terse")
     data = ServerData(redis_client, bot.store)
     deleted = await data.delete_server(GUILD)
     left = sorted(name.decode() for name in await redis_client.keys("*"))
     assert [name for name in left if name.startswith(("{g:900}", "{g:900:"))] == []
-    assert deleted == 14  # items, meta; channel prefs; prefs, limits, users, index; rate; 6 usage
+    # items, meta; channel prefs; prefs, limits, 2 access, users, index; rate; 6 usage
+    assert deleted == 16
     assert any(name.startswith("{g:901:c:10}:items") for name in left)
-    assert len([name for name in left if name.startswith("{g:901}")]) == 11
+    assert len([name for name in left if name.startswith("{g:901}")]) == 13
     assert await data.delete_server(GUILD) == 0
 
 

@@ -20,7 +20,7 @@ from bot.core.tools.context import Caller, Place, ToolContext
 from bot.core.tools.registry import Tool, Toolset
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
-from tests.integration.test_turns import IO_GRACE, KEY, WatchedSink, question
+from tests.integration.test_turns import IO_GRACE, KEY, MODEL, WatchedSink, question
 from tests.support.fake_responses import (
     FakeResponsesServer,
     ScriptedCall,
@@ -91,7 +91,7 @@ def test_the_turns_context_reaches_its_tools_and_the_status_shows(
                 client = ResponsesClient(session, base_url=server.url, api_key="k")
                 store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=600)
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
-                prefs = Preferences(redis, default_model="test/model", default_system="Be brief.")
+                prefs = Preferences(redis, default_model=MODEL, default_system="Be brief.")
                 runner = TurnRunner(
                     service, prefs, EditPacer(), LastAnswers(redis), queue_depth=5, tools=tools
                 )

@@ -345,6 +345,12 @@ class MemoryStore:
             return "not_yours"
         return await self._delete(guild, fact.id)
 
+    async def forget_teller(self, guild: str, user_id: str) -> int:
+        """Forget every fact a member told in a server (/forget); how many there were."""
+        told = [fact for fact in await self.facts(guild) if fact.by_id == user_id]
+        outcomes = [await self._delete(guild, fact.id) for fact in told]
+        return outcomes.count("forgotten")
+
     async def clear(self, guild: str) -> int:
         """Forget every fact of a server; how many there were."""
         keys = server_memory(guild)

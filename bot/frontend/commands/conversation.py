@@ -22,6 +22,7 @@ from bot.core.keys import ConversationKey
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view, may_control
 from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
+from bot.frontend.gate import refusal_line
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.images import read_images
 from bot.frontend.places import interaction_context, tool_context
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from bot.frontend.client import AssistantBot
 
 log = logging.getLogger(__name__)
+
+WEB_DESCRIPTION = "Search the web and list the sources (default: the /web choice here)"
+THREAD_WEB_DESCRIPTION = "Search the web in this thread and list sources (default: the /web choice)"
 
 
 IMAGE_OPTION = "An image to ask about (PNG, JPEG, WebP or a still GIF)"
@@ -112,8 +116,19 @@ class ConversationCommands(CommandCog):
             text=m.readable_prompt(prompt, interaction.guild, me),
             speaker=m.speaker_name(interaction.user),
             ref=ref,
+            author=str(interaction.user.id),
             images=images,
         )
+
+    async def _refused(self, interaction: Interaction, channel: object) -> bool:
+        """Whether the gate refuses the caller an answer here; if so they are told privately."""
+        refused = await self.bot.gate.admit(
+            interaction.user, channel, is_admin=interaction.permissions.manage_guild
+        )
+        if refused is None:
+            return False
+        await interaction.response.send_message(refusal_line(refused), ephemeral=True)
+        return True
 
     @app_commands.command(
         name="ask", description="Ask the assistant; the channel's conversation is used"
@@ -122,6 +137,7 @@ class ConversationCommands(CommandCog):
         prompt="Your question",
         image=IMAGE_OPTION,
         private="Only you see the answer, and it is not kept",
+        web=WEB_DESCRIPTION,
     )
     async def ask(
         self,
@@ -129,12 +145,14 @@ class ConversationCommands(CommandCog):
         prompt: str,
         image: discord.Attachment | None = None,
         private: bool = False,
+        web: bool | None = None,
     ) -> None:
-        """Answer in the channel (or privately) with the channel's history."""
+        """Answer in the channel (or privately) with the channel's history; `web` searches the
+        web for this answer (or not), whatever the channel's choice."""
         if await self._refuse_input(interaction, prompt, image):
             return
         key = await guild_only(interaction)
-        if key is None:
+        if key is None or await self._refused(interaction, interaction.channel):
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
         try:
@@ -161,17 +179,25 @@ class ConversationCommands(CommandCog):
                 frontend="ask",
                 images=images,
                 context=context,
+                web=web,
             )
 
         if not turns.submit(key, job):
             await interaction.edit_original_response(content=BUSY)
 
     @app_commands.command(name="chat", description="Start a thread conversation with the assistant")
-    @app_commands.describe(prompt="What to talk about", image=IMAGE_OPTION)
+    @app_commands.describe(
+        prompt="What to talk about", image=IMAGE_OPTION, web=THREAD_WEB_DESCRIPTION
+    )
     async def chat(
-        self, interaction: Interaction, prompt: str, image: discord.Attachment | None = None
+        self,
+        interaction: Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        web: bool | None = None,
     ) -> None:
-        """Open a thread named from the prompt and answer in it; later messages continue it."""
+        """Open a thread named from the prompt and answer in it; later messages continue it.
+        `web` becomes the thread's own web search choice (the asker's conversation)."""
         if await self._refuse_input(interaction, prompt, image):
             return
         channel = interaction.channel
@@ -179,6 +205,8 @@ class ConversationCommands(CommandCog):
             await interaction.response.send_message(
                 "Use /chat in a text channel; in a thread, just write.", ephemeral=True
             )
+            return
+        if await self._refused(interaction, channel):
             return
         opening = f"{interaction.user.mention} started a conversation: {prompt}"[:2000]
         # A thread not made yet has no choices of its own: a key no channel has gives the
@@ -207,6 +235,8 @@ class ConversationCommands(CommandCog):
             return
         key = m.conversation_key(thread)
         await self.bot.prefs.set_owner(key, str(interaction.user.id))
+        if web is not None:
+            await self.bot.prefs.set(key, "channel", "web", "on" if web else "off")
         asker = interaction.user.id
         item = self._question(interaction, prompt, str(starter.id), tuple(loaded))
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
@@ -224,6 +254,7 @@ class ConversationCommands(CommandCog):
                 frontend="chat",
                 images=images,
                 context=context,
+                web=web,
             )
 
         turns.submit(key, job)

@@ -430,6 +430,25 @@ class DiscordEmulator:
         invited = [self.user(m) if isinstance(m, str) else m for m in members or []]
         return await self.store.create_thread(parent_id, body, user, None, members=invited)
 
+    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
+        """A moderator purges messages; dispatches one MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            self.world.messages[message_id].deleted = True
+        event = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(self.world.guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", event)
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Its author edits a message; dispatches MESSAGE_UPDATE with the whole new message."""
+        await self.store.edit(self.world.messages[message_id], {"content": content})
+
+    async def remove_bot_from_guild(self) -> None:
+        """The server kicks the bot: dispatches GUILD_DELETE without `unavailable`."""
+        await self._dispatch("GUILD_DELETE", {"id": str(self.world.guild_id)})
+
     async def inject_interaction(
         self,
         command_name: str,
@@ -444,21 +463,23 @@ class DiscordEmulator:
         `subcommand` names one of a group's commands (`options` are then that one's).
 
         `age` back-dates the interaction (its snowflake and its token's 15 minutes) by that many
-        seconds, so a bot on the real clock reaches the token's expiry soon after.
+        seconds, so a bot on the real clock reaches the token's expiry soon after. With
+        `subcommand`, the options are that subcommand's (a command group such as /access).
+        Users, roles and channels given as option values are sent resolved, as Discord does.
         """
         member = self.user(user) if isinstance(user, str) else user
         command = self._synced_command(command_name)
         data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
+        definition = command
         if subcommand is not None:
-            sub = next(o for o in command.get("options", []) if o["name"] == subcommand)
-            given, resolved = self._options(sub, options or {})
-            data["options"] = [{"name": subcommand, "type": SUB_COMMAND, "options": given}]
-            if resolved:
-                data["resolved"] = resolved
-        elif options:
-            data["options"], resolved = self._options(command, options)
+            definition = next(o for o in command["options"] if o["name"] == subcommand)
+        if options or subcommand is not None:
+            sent, resolved = self._options(definition, options or {})
+            if subcommand is not None:
+                sent = [{"name": subcommand, "type": SUB_COMMAND, "options": sent}]
+            data["options"] = sent
             if resolved:
                 data["resolved"] = resolved
         record = self.interactions.new_record(2, member, channel_id, data, age=age)
@@ -502,23 +523,29 @@ class DiscordEmulator:
     def _options(
         self, command: dict[str, Any], values: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Typed option values as Discord sends them, with resolved users for user options."""
+        """Typed option values as Discord sends them, with resolved users, roles and channels."""
         types = {option["name"]: option["type"] for option in command.get("options", [])}
-        options, users, members, attachments = [], {}, {}, {}
+        options: list[dict[str, Any]] = []
+        resolved: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             kind = types.get(name, 3)
             sent = value
             if isinstance(value, User):
-                users[str(value.id)] = value.payload()
-                members[str(value.id)] = self.world.members[value.id].payload(with_user=False)
-                sent = str(value.id)
+                resolved.setdefault("users", {})[str(value.id)] = value.payload()
+                member = self.world.members[value.id].payload(with_user=False)
+                resolved.setdefault("members", {})[str(value.id)] = member
+            elif isinstance(value, Role):
+                resolved.setdefault("roles", {})[str(value.id)] = value.payload()
+            elif isinstance(value, Channel):
+                channel = value.payload(self.world.guild_id) | {"permissions": str((1 << 53) - 1)}
+                resolved.setdefault("channels", {})[str(value.id)] = channel
             elif kind == ATTACHMENT_OPTION:  # an object from upload_attachment
-                attachments[value["id"]] = self.world.signed_attachment(value)
+                attachment = self.world.signed_attachment(value)
+                resolved.setdefault("attachments", {})[value["id"]] = attachment
                 sent = value["id"]
+            if isinstance(value, User | Role | Channel):
+                sent = str(value.id)
             options.append({"name": name, "type": kind, "value": sent})
-        resolved: dict[str, Any] = {"users": users, "members": members} if users else {}
-        if attachments:
-            resolved["attachments"] = attachments
         return options, resolved
 
     async def inject_component(
