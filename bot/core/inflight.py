@@ -108,7 +108,7 @@ class InFlightRecord:
             raise ValueError(f"unreadable in-flight record: {error}") from None
 
 
-def _parse_member(member: bytes | str) -> tuple[ConversationKey, str, str] | None:
+def parse_index_member(member: bytes | str) -> tuple[ConversationKey, str, str] | None:
     """The conversation, answer id and owner of an index entry; None if it cannot be read."""
     try:
         guild, channel, answer_id, owner = json.loads(member)
@@ -188,7 +188,7 @@ class InFlightAnswers:
         alive: dict[str, bool] = {self.process_id: True}
         found = []
         for member in members:
-            parsed = _parse_member(member)
+            parsed = parse_index_member(member)
             if parsed is None:
                 await self._redis.srem(INFLIGHT_INDEX, member)  # type: ignore[misc]
                 continue

@@ -130,7 +130,8 @@ async def test_sigkill_mid_answer_is_finished_by_the_next_start(
     assert (kept.role, kept.status) == ("assistant", "incomplete")
     assert kept.text == text
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: talk", text, "[Alice]: and now?"]
+    alice = stack.label("alice")
+    assert input_texts(request) == [f"{alice}: talk", text, f"{alice}: and now?"]
 
 
 async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> None:

@@ -244,3 +244,21 @@ async def test_the_index_forgets_idle_conversations_but_keeps_channels_with_sett
     index = ServerKey(GUILD).conversations
     assert await redis_client.zscore(index, "13") == float("inf")
     assert await redis_client.ttl(index) == -1
+
+
+async def test_deleting_a_server_drops_its_in_flight_records(redis_client: aioredis.Redis) -> None:
+    """A reply the bot can no longer finish (it left the server) leaves no in-flight record;
+    another server's record stays."""
+    from bot.core.inflight import InFlightAnswers
+    from bot.core.keys import INFLIGHT_INDEX
+
+    records = InFlightAnswers(redis_client, process_id="p1")
+    mine = await records.begin(KEY, asker_id=1, sink="channel")
+    theirs = await records.begin(ConversationKey("other", "10"), asker_id=1, sink="channel")
+    assert mine is not None
+    assert theirs is not None
+    store = HistoryStore(redis_client, max_items=10, max_chars=10_000, ttl_seconds=600)
+    await ServerData(redis_client, store).delete_server(GUILD)
+    left = {m.decode() for m in await redis_client.smembers(INFLIGHT_INDEX)}  # type: ignore[misc]
+    assert left == {theirs.record.index_member}
+    assert not await redis_client.exists(mine.record.key.inflight(mine.record.answer_id))
