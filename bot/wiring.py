@@ -14,8 +14,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from bot.config import Settings, require
+from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import LAST_ANSWER, META
 from bot.core.last_answers import LastAnswers
 from bot.core.limits import UsageLimits
@@ -23,8 +25,11 @@ from bot.core.models import ModelCatalog
 from bot.core.observe import NO_OBSERVER, Observer
 from bot.core.pacing import EditPacer
 from bot.core.prefs import Preferences
+from bot.core.privacy import ServerData
 from bot.core.redis_client import RedisClient
 from bot.core.responses import ResponsesClient
+from bot.core.tools.memory import MemoryTools
+from bot.core.tools.memory_store import MemoryStore
 from bot.core.turnlock import TurnLock
 from bot.core.turns import TurnRunner
 
@@ -46,7 +51,8 @@ class Core:
 
 @dataclass(frozen=True, slots=True)
 class BotServices:
-    """What the Discord bot runs on besides the core: choices, models, pacing and the answers."""
+    """What the Discord bot runs on besides the core: choices, models, pacing, the answers,
+    limits and access rules, and the servers' data as a whole (forgetting, deleting)."""
 
     core: Core
     prefs: Preferences
@@ -54,6 +60,11 @@ class BotServices:
     pacer: EditPacer
     last_answers: LastAnswers
     turns: TurnRunner
+    limits: UsageLimits
+    access: AccessRules
+    data: ServerData
+    inflight: InFlightAnswers
+    memory: MemoryTools
 
 
 def redis_client(settings: Settings, *, timeout_seconds: float) -> RedisClient:
@@ -167,6 +178,20 @@ def make_limits(settings: Settings, redis: RedisClient) -> UsageLimits:
     )
 
 
+def make_memory(
+    settings: Settings, redis: RedisClient, *, per_server_switch: bool = True
+) -> MemoryTools:
+    """The server memory and its tools, on when MEMORY_ENABLED is (and, in a server, its own
+    switch); `per_server_switch=False` is the terminal's own server, which has no switch."""
+    store = MemoryStore(redis, max_facts=settings.memory_max_facts)
+    return MemoryTools(
+        store,
+        enabled=settings.memory_enabled,
+        per_server_switch=per_server_switch,
+        max_rounds=settings.max_tool_rounds,
+    )
+
+
 def build_core(settings: Settings, session: aiohttp.ClientSession, redis: RedisClient) -> Core:
     """Wire the Responses client, history store and turn lock into a conversation service."""
     api_key = require(settings.openrouter_api_key, "OPENROUTER_API_KEY")
@@ -197,19 +222,33 @@ def build_bot_services(
     prefs = make_prefs(settings, redis)
     pacer = EditPacer(min_interval=settings.edit_interval_seconds, on_wait=observer.pacer_waited)
     last_answers = LastAnswers(redis)
+    catalog = ModelCatalog(session, redis, base_url=settings.openrouter_base_url)
+    limits = make_limits(settings, redis)
+    inflight = InFlightAnswers(redis)
+    memory = make_memory(settings, redis)
     turns = TurnRunner(
         core.service,
         prefs,
         pacer,
         last_answers,
         queue_depth=settings.queue_depth,
+        web_max_results=settings.web_max_results,
+        inflight=inflight,
         observer=observer,
+        record_usage=limits.record,
+        context_of=catalog.context_length,
+        tools=memory,
     )
     return BotServices(
         core=core,
         prefs=prefs,
-        catalog=ModelCatalog(session, redis, base_url=settings.openrouter_base_url),
+        catalog=catalog,
         pacer=pacer,
         last_answers=last_answers,
         turns=turns,
+        limits=limits,
+        access=AccessRules(redis),
+        data=ServerData(redis, core.store),
+        inflight=inflight,
+        memory=memory,
     )

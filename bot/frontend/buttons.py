@@ -11,8 +11,10 @@ from typing import Any, Protocol, cast
 import discord
 from discord.ext import commands
 
-from bot.core.keys import ConversationKey
+from bot.core.keys import DM_GUILD, ConversationKey
+from bot.core.tools.context import ToolContext
 from bot.core.turns import Running
+from bot.frontend.places import interaction_context
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,18 @@ class ButtonActions(Protocol):
     async def latest_answer(self, key: ConversationKey) -> list[str] | None:
         """The message ids of the conversation's latest answer, if known."""
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
+    def regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> bool:
+        """Queue answering the last question again into these messages (with the tools of
+        `context`, the place and the presser); False when busy."""
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (limits, access), or None."""
 
 
 class ButtonHost(Protocol):
@@ -51,9 +63,10 @@ def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
 
 
 def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
-    """The conversation a button belongs to (its channel in the interaction's server)."""
+    """The conversation a button belongs to (its channel in the interaction's server, or a
+    direct message channel)."""
     if interaction.guild_id is None:
-        return None
+        return ConversationKey(DM_GUILD, str(channel_id))
     return ConversationKey(str(interaction.guild_id), str(channel_id))
 
 
@@ -145,8 +158,13 @@ class RegenerateButton(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
             return
+        refused = await actions.refusal(interaction)
+        if refused is not None:
+            await interaction.response.send_message(refused, ephemeral=True)
+            return
         await interaction.response.defer()
-        if not actions.regenerate(key, self.asker_id, last):
+        context = interaction_context(interaction)
+        if not actions.regenerate(key, self.asker_id, last, context):
             await interaction.followup.send(
                 "I'm busy in this channel; try again in a moment.", ephemeral=True
             )

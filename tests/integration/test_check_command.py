@@ -22,13 +22,13 @@ import redis.asyncio as aioredis
 from bot.config import load_settings
 from bot.ops.check import check
 from tests.e2e.discord_emulator import DiscordEmulator
+from tests.e2e.stack import SLASH_COMMANDS
 from tests.support.fake_responses import FakeResponsesServer
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
 API_KEY = "sk-or-v1-check-test-secret-42"
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet"]
-SLASH_COMMANDS = {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"}
 GUARD_SECONDS = 60  # only stops a broken test from hanging
 
 
@@ -112,7 +112,7 @@ async def test_good_configuration_passes_after_sync(
     env = servers.env()
     status, out = await run_cli(tmp_path, env, "sync")
     assert status == 0, out
-    assert out.startswith("✓ Registered 8 slash commands (global)"), out
+    assert out.startswith(f"✓ Registered {len(SLASH_COMMANDS)} slash commands (global)"), out
     assert {c["name"] for c in servers.emu.rest.commands[None]} == SLASH_COMMANDS
 
     status, out = await run_cli(tmp_path, env, "check")
@@ -123,7 +123,7 @@ async def test_good_configuration_passes_after_sync(
     assert "keeps nothing on disk" in line_about(lines, "Redis at")
     assert all(line.startswith("✓ ") for line in lines if "Redis at" not in line), out
     assert "DISCORD_TOKEN is valid: the bot is llm-bot" in out
-    assert "The 8 slash commands are registered (global) and current." in out
+    assert f"The {len(SLASH_COMMANDS)} slash commands are registered (global) and current." in out
     assert API_KEY not in out
     assert servers.emu.token not in out
 

@@ -250,20 +250,22 @@ async def test_usage_is_kept_35_days_and_every_key_is_the_servers(
 
 
 async def test_check_and_record_are_one_script_call_each(redis_client: RedisClient) -> None:
-    """Before an answer one EVALSHA, after it one EVALSHA: nothing else reaches Redis (on a
-    cluster, nothing else reaches the node that holds the server's slot)."""
+    """Before an answer one EVALSHA (access rules included), after it one EVALSHA: nothing else
+    reaches Redis (on a cluster, nothing else reaches the node that holds the server's slot)."""
     limits = limits_for(redis_client, Clock(), tokens=1000, cost=1)
     await limits.check(GUILD, "1")  # loads the scripts
     await limits.record(GUILD, "1", Usage(input_tokens=1))
+    await redis_client.sadd(ServerKey(GUILD).access_channels, "5")  # type: ignore[misc]
+    await redis_client.sadd(ServerKey(GUILD).access_roles, "7")  # type: ignore[misc]
     if isinstance(redis_client, ClusterClient):
         node = redis_client.get_node_from_key(ServerKey(GUILD).limits)
         await redis_client.config_resetstat(target_nodes=node)
-        await limits.check(GUILD, "1")
+        await limits.check(GUILD, "1", places=["5"], roles=["7"])
         await limits.record(GUILD, "1", Usage(input_tokens=1))
         stats = await redis_client.info("commandstats", target_nodes=node)
     else:
         await redis_client.config_resetstat()
-        await limits.check(GUILD, "1")
+        await limits.check(GUILD, "1", places=["5"], roles=["7"])
         await limits.record(GUILD, "1", Usage(input_tokens=1))
         stats = await redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
@@ -276,6 +278,8 @@ async def test_check_and_record_are_one_script_call_each(redis_client: RedisClie
         "hincrby",
         "hmget",
         "pexpire",
+        "scard",
+        "sismember",
         "zadd",
         "zcard",
         "zincrby",

@@ -4,7 +4,6 @@ cluster client with REDIS_CLUSTER; a mismatch between the two stops start-up in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,69 +15,16 @@ from bot.core.events import HistoryItem
 from bot.core.keys import ConversationKey
 from bot.wiring import StartupError, make_store, open_redis
 from tests.support.redis_cluster import RedisCluster
+from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_server import RedisServer, free_port
 
 GUARD_SECONDS = 20  # only stops a broken test from hanging; never reached when things work
 
 
-class SilencingProxy:
-    """A TCP proxy in front of the real redis-server that can start swallowing every command."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.silent = asyncio.Event()
-        self.swallowed = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        """The redis:// URL that goes through the proxy."""
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{port}/0"
-
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
-        self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
-
-    async def stop(self) -> None:
-        """Stop listening and end every pump."""
-        assert self._server is not None
-        self._server.close()
-        for pump in self._pumps:
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Join one client connection to a new connection to the real server."""
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        for pump in (self._pump(reader, up_writer, True), self._pump(up_reader, writer, False)):
-            task = asyncio.create_task(pump)
-            self._pumps.add(task)
-
-    async def _pump(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, to_server: bool
-    ) -> None:
-        """Copy bytes one way; once silent, commands to the server are dropped."""
-        try:
-            while data := await source.read(65536):
-                if to_server and self.silent.is_set():
-                    self.swallowed.set()
-                    continue
-                sink.write(data)
-                await sink.drain()
-        finally:
-            sink.close()
-            with contextlib.suppress(ConnectionError):
-                await sink.wait_closed()
-
-
 @pytest.fixture
-async def proxy(redis_server: RedisServer) -> AsyncIterator[SilencingProxy]:
+async def proxy(redis_server: RedisServer) -> AsyncIterator[RedisProxy]:
     """A silencing proxy in front of the test redis-server."""
-    started = SilencingProxy(redis_server.port)
+    started = RedisProxy(redis_server.port)
     await started.start()
     try:
         yield started
@@ -86,7 +32,7 @@ async def proxy(redis_server: RedisServer) -> AsyncIterator[SilencingProxy]:
         await started.stop()
 
 
-async def test_a_silent_redis_times_out_instead_of_hanging(proxy: SilencingProxy) -> None:
+async def test_a_silent_redis_times_out_instead_of_hanging(proxy: RedisProxy) -> None:
     """A command to a Redis that went silent mid-connection fails with a timeout."""
     settings = load_settings(env_file=None, redis_url=proxy.url)
     async with asyncio.timeout(GUARD_SECONDS), open_redis(settings, timeout_seconds=0.2) as redis:

@@ -230,6 +230,16 @@ async def test_lock_expires_when_its_holder_dies(
     assert entered
 
 
+async def test_a_dead_holder_keeps_others_out_for_seconds_only(
+    redis_client: aioredis.Redis,
+) -> None:
+    """With the default sizing the lock a holder stops renewing expires within 6 s (it was 30 s:
+    a bot restarted after a crash waited that long for its dead predecessor's lock)."""
+    async with TurnLock(redis_client).hold(KEY):
+        expires_in = await redis_client.pttl(KEY.lock)
+    assert 0 < expires_in <= 6000
+
+
 async def test_renewal_keeps_the_lock_past_its_ttl(
     redis_client: aioredis.Redis, other_client: RedisClient
 ) -> None:
