@@ -2,10 +2,12 @@
 
 The machine's core count comes first, since every number depends on it. Then: SSE decode
 throughput (a large realistic transcript cut into random network chunks, bare and through the
-Responses event parser), `HistoryStore` latencies, the renderer's hot path, memory (per-key
+Responses event parser), `HistoryStore` latencies, server-memory recall on 1,000 facts
+(bench_recall), the renderer's hot path, memory (per-key
 state in the process after 10,000 conversations; Redis memory per full conversation), prompt
 caching (bench_cache: how often a 100-turn conversation's request extends the previous one, and
-the input characters per turn) and live replies under load in real time (bench_live, ~50 s).
+the input characters per turn) and live replies under load in real time (bench_live, ~50 s),
+then 200 answers at once in one process (CPU, peak RSS, staleness, requests, would-be 429s).
 Redis work uses the bench's own redis-server on a free port, never the REDIS_URL of a .env.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import bench_cache, bench_live, bench_memory, bench_renderer
+from bench import bench_cache, bench_live, bench_memory, bench_recall, bench_renderer
 from bench.table import Row, print_table
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
@@ -161,8 +163,10 @@ def machine_line() -> str:
 
 
 async def redis_rows(url: str) -> tuple[list[Row], list[Row], list[Row]]:
-    """History latency rows, memory rows and prompt-caching rows, on the bench's redis-server."""
-    return await history_rows(url), await bench_memory.all_rows(url), await bench_cache.rows(url)
+    """History and server-memory recall latency rows, memory rows and prompt-caching rows, on
+    the bench's redis-server."""
+    history = await history_rows(url) + await bench_recall.rows(url)
+    return history, await bench_memory.all_rows(url), await bench_cache.rows(url)
 
 
 def main() -> None:
@@ -176,12 +180,14 @@ def main() -> None:
             history, memory, cache = asyncio.run(redis_rows(server.url))
         finally:
             server.stop()
-    print_table("Speed: SSE decoding and Redis history", [*sse, *history])
+    print_table("Speed: SSE decoding, Redis history and server memory", [*sse, *history])
     print_table("Renderer hot path", bench_renderer.rows())
     print_table("Memory", memory)
     print_table("Prompt caching: a 100-turn conversation", cache)
     sys.stdout.flush()
     bench_live.main()
+    print()
+    bench_live.load_main()
 
 
 if __name__ == "__main__":

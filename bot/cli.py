@@ -1,4 +1,5 @@
-"""Command line: `python -m bot` runs the Discord bot; `ask` and `reset` work from a terminal."""
+"""Command line: `python -m bot` runs the Discord bot; `ask`, `reset` and `memory` work from a
+terminal (whose conversations belong to a server of their own, "local")."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from bot.core.events import (
     HistoryItem,
     Incomplete,
     ReasoningDelta,
+    StatusLine,
     StreamEvent,
     TextDelta,
 )
@@ -36,14 +38,19 @@ from bot.core.images import (
     model_refusal,
     read_image_file,
 )
-from bot.core.keys import ConversationKey
+from bot.core.keys import LOCAL_GUILD, ConversationKey
 from bot.core.models import ModelCatalog
 from bot.core.options import AnswerOptions, effort_or_none, model_list, parse_effort
 from bot.core.options import parse_model_list as parse_models
 from bot.core.renderer import newest_summary_sentence, same_model
+from bot.core.tools.context import Caller, Place, ToolContext
+from bot.core.tools.memory_store import Fact
 from bot.core.turnlock import TurnLockTimeout
 from bot.ops.logs import configure_logging
-from bot.wiring import StartupError, build_core, make_store, open_redis
+from bot.wiring import StartupError, build_core, make_memory, make_store, open_redis
+
+TERMINAL_CALLER = Caller(user_id="terminal", name="terminal", manage_server=True)
+"""Who asks from a terminal: the owner, in the terminal's own server."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check the settings, Redis, OpenRouter and Discord, then exit")
     sync = sub.add_parser("sync", help="register the slash commands with Discord now")
     sync.add_argument("--guild", type=int, default=None, help="a server id (default: global)")
+    memory = sub.add_parser("memory", help="list every fact a server's memory keeps")
+    memory.add_argument(
+        "--guild", required=True, help='server id ("local" is the terminal\'s own server)'
+    )
     return parser
 
 
@@ -129,6 +140,8 @@ def _run_command(args: argparse.Namespace) -> int:
         )
     if args.command == "reset":
         return asyncio.run(reset(settings, args.channel))
+    if args.command == "memory":
+        return asyncio.run(list_memory(settings, args.guild))
     return run_discord(settings)
 
 
@@ -191,6 +204,9 @@ class TerminalPrinter:
             sys.stdout.flush()
         elif isinstance(event, Citation):
             self.citations.setdefault(event.url, event.title)
+        elif isinstance(event, StatusLine):
+            if event.text and sys.stderr.isatty():  # a tool's status, for a person watching
+                _note(event.text.removeprefix("-# "))
         else:
             self._end_thinking()
 
@@ -261,6 +277,7 @@ async def ask(
         core = build_core(settings, session, redis)
         # A model known to read only text gets the images of earlier turns as placeholders.
         source = FileImageSource(max_bytes=settings.max_image_bytes)
+        memory = make_memory(settings, redis, per_server_switch=False)
         turn = TurnRequest(
             key=key,
             new_items=[HistoryItem(role="user", text=text, images=tuple(loaded))],
@@ -269,6 +286,7 @@ async def ask(
             instructions=settings.system_prompt,
             images=PreloadedImages(loaded, source) if takes_images is not False else None,
             options=options or AnswerOptions(),
+            tools=await memory.for_turn(ToolContext(Place.terminal(channel), TERMINAL_CALLER)),
         )
         printer = TerminalPrinter()
         result = await core.service.run_turn(turn, printer)
@@ -314,6 +332,8 @@ def _report_final(
     thought: bool = False,
 ) -> int:
     """One line on stderr for anything but a normal end; the exit status."""
+    for notice in final.notices:  # e.g. the answer could not be stored
+        print(notice.removeprefix("-# ").removeprefix("⚠️ "), file=sys.stderr)
     if isinstance(final, Failed):
         print(_error_line(final.error, model), file=sys.stderr)
         return 1
@@ -340,4 +360,28 @@ async def reset(settings: Settings, channel: str) -> int:
     async with open_redis(settings) as redis:
         await make_store(settings, redis).clear(key)
     print(f"Forgot the conversation {channel!r}.", file=sys.stderr)
+    return 0
+
+
+def fact_lines(fact: Fact) -> list[str]:
+    """A fact as the memory listing shows it: id, when, who, where, visibility; then its text."""
+    who = f"{fact.by_name} ({fact.by_id})"
+    return [
+        f"#{fact.id}  {fact.told_at}  {who}  in {fact.where}  [{fact.visibility}]",
+        f"    {fact.text}",
+    ]
+
+
+async def list_memory(settings: Settings, guild: str) -> int:
+    """Print every fact of a server's memory, oldest first, with where it was told and who
+    may hear it (the owner's view: nothing is filtered)."""
+    async with open_redis(settings) as redis:
+        memory = make_memory(settings, redis)
+        facts = await memory.store.facts(guild)
+        switched_on = await memory.store.enabled(guild)
+    for fact in facts:
+        print("\n".join(fact_lines(fact)))
+    state = "on" if settings.memory_enabled and (switched_on or guild == LOCAL_GUILD) else "off"
+    count = f"{len(facts)} fact" + ("" if len(facts) == 1 else "s")
+    print(f"{count} in the memory of server {guild} (memory is {state}).", file=sys.stderr)
     return 0

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_cluster: bool = False
 
     default_model: str = "openai/gpt-4o-mini"
     system_prompt: str = (
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     limit_admins: bool = False
     server_daily_tokens: int = Field(default=0, ge=0)
     server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
+    allow_dms: bool = False
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     image_history: int = Field(default=3, ge=0, le=20)
     reasoning_effort: str = ""
@@ -104,6 +106,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_content: bool = False
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    memory_enabled: bool = False
+    memory_max_facts: int = Field(default=500, ge=1, le=100_000)
 
     # Several processes (see deploy/README.md): Discord's shards, and the bot's share of its
     # global 50 requests/s, which all processes of the bot take from together through Redis.

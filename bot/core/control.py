@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, ValuesView
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import ConversationKey, control_reply, process_inbox
 from bot.core.process import ProcessIdentity
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class RunningAnswers(Generic[R]):
 
     def __init__(
         self,
-        redis: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
         process: ProcessIdentity | None = None,
         *,
         ttl_seconds: float = RUNNING_TTL_SECONDS,
@@ -81,7 +81,7 @@ class RunningAnswers(Generic[R]):
         self._announcing: dict[ConversationKey, asyncio.Task[None]] = {}
         self._written: dict[ConversationKey, asyncio.Event] = {}
         self._chores: set[asyncio.Task[None]] = set()
-        self._delete_script = redis.register_script(_DELETE_IF_SAME_LUA) if redis else None
+        self._delete_script = register_script(redis, _DELETE_IF_SAME_LUA) if redis else None
 
     def __setitem__(self, key: ConversationKey, running: R) -> None:
         """An answer starts streaming in this process."""
@@ -178,7 +178,7 @@ class ControlBus:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         process: ProcessIdentity,
         *,
         reply_timeout: float = REPLY_TIMEOUT_SECONDS,
@@ -304,12 +304,22 @@ class AnswerControl(Generic[R]):
         return "unreachable"
 
     async def regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        *,
+        here: Callable[[], bool] | None = None,
     ) -> RegenerateOutcome:
-        """Queue a Regenerate in the process that holds the conversation's shard (its queue)."""
+        """Queue a Regenerate in the process that holds the conversation's shard (its queue);
+        `here` queues it in this process when that is the one (with what only it knows, such as
+        the presser's tool context; another process answers without it)."""
         owner = await self._shard_owner(key.guild)
         if owner is None or owner == self.process_id:
-            return "queued" if self._regenerate_here(key, asker_id, message_ids) else "busy"
+            queued = (
+                here() if here is not None else self._regenerate_here(key, asker_id, message_ids)
+            )
+            return "queued" if queued else "busy"
         body = _conversation(key) | {"asker": asker_id, "messages": message_ids}
         reply = await self._bus.request(owner, "regenerate", body)
         if reply in ("queued", "busy"):

@@ -7,9 +7,12 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
 
+from redis.exceptions import RedisError
+
+from bot.core.context import EventSource, RetryShorter, fit_history, input_budget
 from bot.core.errors import LLMError
 from bot.core.events import (
     STOPPED_REASON,
@@ -26,9 +29,13 @@ from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
+from bot.core.tools.loop import ToolLoop
+from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock
 
 log = logging.getLogger(__name__)
+
+NOT_SAVED_NOTICE: Final = "-# ⚠️ This answer could not be saved, so I won't remember it."
 
 
 class NothingToAnswerError(LLMError):
@@ -60,6 +67,9 @@ class TurnRequest:
     regenerate: bool = False
     images: ImageSource | None = None
     options: AnswerOptions = field(default_factory=AnswerOptions)
+    context_tokens: int | None = None
+    """The model's context length, when known: the history sent is cut to fit it."""
+    tools: Toolset | None = None
 
 
 @dataclass(slots=True)
@@ -69,6 +79,8 @@ class TurnResult:
     text: str
     final: FinalEvent
     stored: list[HistoryItem] = field(default_factory=list)
+    saved: bool = True
+    """False when the turn was to be stored and Redis failed: nothing to regenerate from."""
 
     @property
     def outcome(self) -> Literal["completed", "incomplete", "failed"]:
@@ -115,55 +127,81 @@ class ConversationService:
             history = await self.store.load(turn.key)
             if turn.regenerate:
                 history = _without_last_answer(history)
+            if turn.record and turn.new_items:
+                # Kept from the start, so a process that dies mid-answer has not lost the
+                # question; the answer is appended when it ends (see _store).
+                await self.store.append(turn.key, turn.new_items, trim=False)
             items = [*history, *turn.new_items]
             if not items:  # the API requires input; there is nothing to ask
                 failed = Failed(NothingToAnswerError("the turn has no input"))
                 on_event(failed)
                 return TurnResult(text="", final=failed)
+            budget = input_budget(turn.context_tokens, self.max_output_tokens, turn.instructions)
+            items = fit_history(items, budget)
             refs = [ref for item in items for ref in item.images]
             images = await resolve_images(refs, turn.images, limit=self.image_history)
-            request = self.client.build_request(
-                items,
-                instructions=turn.instructions,
-                model=turn.model,
-                max_output_tokens=self.max_output_tokens,
-                user_key=turn.user_key,
-                conversation_key=str(turn.key),
-                images=images,
-                options=turn.options,
-            )
+
+            def build(chosen: list[HistoryItem]) -> dict[str, Any]:
+                return self.client.build_request(
+                    chosen,
+                    instructions=turn.instructions,
+                    model=turn.model,
+                    max_output_tokens=self.max_output_tokens,
+                    user_key=turn.user_key,
+                    conversation_key=str(turn.key),
+                    images=images,
+                    options=turn.options,
+                )
+
+            shorter = RetryShorter(self.client, items, build)
             collected = _Collected(on_event)
+            source: EventSource = shorter if turn.tools is None else ToolLoop(shorter, turn.tools)
             try:
-                await _stream_until_stopped(self.client, request, collected, stop)
+                await _stream_until_stopped(source, build(items), collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))
                 raise
             finally:
+                # The final event goes on only after the store attempt, so that the reply's
+                # final edit can say when the answer could not be kept.
                 result = collected.result()
-                if turn.record:
-                    result.stored = await _shielded(self._store(turn, result))
+                try:
+                    if turn.record:
+                        await self._store_or_say_so(turn, result)
+                finally:
+                    collected.release(result.final)
             return result
 
+    async def _store_or_say_so(self, turn: TurnRequest, result: TurnResult) -> None:
+        """Store the turn's outcome; if Redis fails, mark the result unsaved with a notice."""
+        try:
+            result.stored = await _shielded(self._store(turn, result))
+        except RedisError as exc:
+            log.warning("Could not store the answer in %s: %s", turn.key, exc)
+            result.saved = False
+            final = result.final
+            result.final = replace(final, notices=(*final.notices, NOT_SAVED_NOTICE))
+
     async def _store(self, turn: TurnRequest, result: TurnResult) -> list[HistoryItem]:
-        """Keep the user's items and the answer so far; a failed answer is kept as incomplete."""
+        """Keep the answer so far after the user's items stored at the start (a failed answer
+        as incomplete); returns the turn's items."""
         final = result.final
         # An answer that failed before the API named its message gets an id now, so every later
         # request sends the same one.
         message_id = final.message_id or f"msg_{secrets.token_hex(12)}"
-        items = turn_items(
-            turn.new_items,
+        answer = turn_items(
+            (),
             result.text,
             status="completed" if isinstance(final, Completed) else "incomplete",
             message_id=message_id,
         )
         if turn.regenerate:
-            answer = [i for i in items if i.role == "assistant"]
             if answer and not await self.store.replace_last_assistant(turn.key, answer[0]):
                 await self.store.append(turn.key, answer)
             return answer
-        await self.store.append(turn.key, items)
-        return items
+        await self.store.append(turn.key, answer)  # trims (also when no text came)
+        return [*turn.new_items, *answer]
 
 
 def _without_last_answer(history: list[HistoryItem]) -> list[HistoryItem]:
@@ -175,12 +213,14 @@ def _without_last_answer(history: list[HistoryItem]) -> list[HistoryItem]:
 
 
 class _Collected:
-    """Passes events on and remembers the text and the final event of one stream."""
+    """Passes events on and remembers the text and the final event of one stream; the final
+    event itself is held back until `release`."""
 
     def __init__(self, on_event: Callable[[StreamEvent], None]) -> None:
         self.on_event = on_event
         self.parts: list[str] = []
         self.final: FinalEvent | None = None
+        self.released = False
 
     def __call__(self, event: StreamEvent) -> None:
         if self.final is not None:
@@ -189,7 +229,14 @@ class _Collected:
             self.parts.append(event.text)
         elif isinstance(event, Completed | Incomplete | Failed):
             self.final = event
+            return
         self.on_event(event)
+
+    def release(self, final: FinalEvent) -> None:
+        """Pass on the final event (as the store attempt left it), once."""
+        if not self.released:
+            self.released = True
+            self.on_event(final)
 
     def result(self) -> TurnResult:
         """The outcome; a stream cut off without a final event counts as stopped."""
@@ -200,7 +247,7 @@ class _Collected:
 
 
 async def _stream_until_stopped(
-    client: ResponsesClient,
+    client: EventSource,
     request: dict[str, Any],
     collected: _Collected,
     stop: asyncio.Event | None,

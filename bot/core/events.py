@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bot.core.errors import LLMError
 from bot.core.images import ImageRef
@@ -56,6 +56,8 @@ class Completed:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (e.g. that earlier messages were left out)."""
 
 
 STOPPED_REASON = "stopped"
@@ -70,6 +72,8 @@ class Incomplete:
     message_id: str | None = None
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +83,47 @@ class Failed:
 
     error: LLMError
     message_id: str | None = None
+    notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
-StreamEvent = TextDelta | ReasoningDelta | Citation | Completed | Incomplete | Failed
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A function tool call the model finished writing: the `function_call` item's fields as
+    the API sent them (`arguments` is the JSON text, not yet parsed)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str = ""
+
+    def as_input(self) -> dict[str, Any]:
+        """The `function_call` input item that sends this call back, exactly as received."""
+        item: dict[str, Any] = {"type": "function_call"}
+        if self.item_id:
+            item["id"] = self.item_id
+        item.update(call_id=self.call_id, name=self.name, arguments=self.arguments)
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    """A passing line shown under the answer while something runs (e.g. `-# 🧠 Remembering…`
+    while a tool works); empty text takes it away. Never part of the answer."""
+
+    text: str
+
+
+StreamEvent = (
+    TextDelta
+    | ReasoningDelta
+    | Citation
+    | FunctionCall
+    | StatusLine
+    | Completed
+    | Incomplete
+    | Failed
+)
 FinalEvent = Completed | Incomplete | Failed
 
 Role = Literal["user", "assistant"]

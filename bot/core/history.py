@@ -40,11 +40,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
-
 from bot.core.events import HistoryItem, ItemStatus, Role
 from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,15 @@ TRIM_TO: Final = 0.5
 """Past a limit, history is trimmed to this share of it (see the module docstring)."""
 _ROLES: Final[frozenset[str]] = frozenset({"user", "assistant"})
 _STATUSES: Final[frozenset[str]] = frozenset({"completed", "incomplete"})
+_NO_LIMIT: Final = 2**52
+"""A limit no conversation reaches: an append with it never trims."""
 
 # KEYS: the items list, then every other key whose TTL is refreshed.
 # ARGV: max items, max characters, items and characters to trim down to, TTL in ms, then the
-# encoded items to append. Past either maximum, whole exchanges go from the oldest on until
-# both targets are met (the appended items always stay). Returns how many items were trimmed.
+# encoded items to append (maybe none). Past either maximum, whole exchanges go from the oldest
+# on until both targets are met. The newest exchange always stays: the appended items and, when
+# they continue an exchange (an answer appended after its question), that whole exchange.
+# Returns how many items were trimmed.
 _APPEND_LUA: Final = """
 local list_key = KEYS[1]
 local max_items = tonumber(ARGV[1])
@@ -82,13 +85,20 @@ for i = 1, total do
   end
   sizes[i], starts[i], chars = size, start, chars + size
 end
+local protect = first_new
+for i = math.min(first_new, total), 1, -1 do
+  if starts[i] then
+    protect = i
+    break
+  end
+end
 local head = 1
 if total <= max_items and chars <= max_chars then
   keep_items, keep_chars = total, chars
 end
-while head < first_new and (total - head + 1 > keep_items or chars > keep_chars) do
+while head < protect and (total - head + 1 > keep_items or chars > keep_chars) do
   chars, head = chars - sizes[head], head + 1
-  while head < first_new and not starts[head] do
+  while head < protect and not starts[head] do
     chars, head = chars - sizes[head], head + 1
   end
 end
@@ -135,6 +145,41 @@ return removed
 """
 
 
+# KEYS: the items list, then every other key whose TTL is refreshed.
+# ARGV: TTL in ms, the `ref` of a user item, one encoded item. Puts the item right after the
+# last user item with that ref (at the end when the ref is empty). Returns 1 when it went to
+# the end (it is the newest answer), 0 when later items follow it, -1 when no such user item
+# is left (the conversation was reset or trimmed meanwhile: nothing is stored).
+_INSERT_AFTER_LUA: Final = """
+local list_key = KEYS[1]
+local all = redis.call('LRANGE', list_key, 0, -1)
+local at = #all
+if ARGV[2] ~= '' then
+  at = nil
+  for i = #all, 1, -1 do
+    local ok, item = pcall(cjson.decode, all[i])
+    if ok and type(item) == 'table' and item.role == 'user' and item.ref == ARGV[2] then
+      at = i
+      break
+    end
+  end
+  if at == nil then
+    return -1
+  end
+end
+local newest = 0
+if at == #all then
+  redis.call('RPUSH', list_key, ARGV[3])
+  newest = 1
+else
+  redis.call('LINSERT', list_key, 'AFTER', all[at], ARGV[3])
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+end
+return newest
+"""
+
 # KEYS: the items list. ARGV: "refs" then platform message ids, or "author" then a user id.
 # Removes the items whose `ref` (or, for an answer, any of its `refs`) is one of the ids, or
 # the user items of that author; then the answers of every turn left without a user item (an
@@ -163,9 +208,10 @@ local lost, kept_user, marked_turn = {}, {}, {}
 for i = 1, #raw do
   local ok, item = pcall(cjson.decode, raw[i])
   if not (ok and type(item) == 'table') then item = {} end
-  if i == 1 or item.start == 1 then
+  local starts = item.start == 1 and item.role == 'user'
+  if i == 1 or starts then
     turn = turn + 1
-    marked_turn[turn] = item.start == 1
+    marked_turn[turn] = starts
   end
   items[i], turn_of[i] = item, turn
   drop[i] = matches(item)
@@ -411,7 +457,7 @@ class HistoryStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         max_items: int,
         max_chars: int,
@@ -432,12 +478,13 @@ class HistoryStore:
         self.trim_to_chars = int(max_chars * trim_to)
         self._companion_keys = tuple(companion_keys)
         self._clock = clock
-        self._append_script = redis.register_script(_APPEND_LUA)
-        self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)
-        self._remove_script = redis.register_script(_REMOVE_LUA)
-        self._edit_script = redis.register_script(_EDIT_LUA)
-        self._set_refs_script = redis.register_script(_SET_REFS_LUA)
-        self._index_script = redis.register_script(_INDEX_LUA)
+        self._append_script = register_script(redis, _APPEND_LUA)
+        self._replace_tail_script = register_script(redis, _REPLACE_TAIL_LUA)
+        self._insert_after_script = register_script(redis, _INSERT_AFTER_LUA)
+        self._remove_script = register_script(redis, _REMOVE_LUA)
+        self._edit_script = register_script(redis, _EDIT_LUA)
+        self._set_refs_script = register_script(redis, _SET_REFS_LUA)
+        self._index_script = register_script(redis, _INDEX_LUA)
 
     def keys_of(self, key: ConversationKey) -> list[str]:
         """Every Redis key of a conversation this store writes or keeps alive, items first."""
@@ -466,16 +513,27 @@ class HistoryStore:
                 log.warning("Skipped history item %d of %s: %s", position, key, error)
         return items
 
-    async def append(self, key: ConversationKey, items: Sequence[HistoryItem]) -> int:
+    async def append(
+        self, key: ConversationKey, items: Sequence[HistoryItem], *, trim: bool = True
+    ) -> int:
         """Append one turn's items atomically, trim in blocks past a limit, refresh the TTL.
 
-        Returns how many old items the append trimmed. An answer without an id gets one here,
-        so every later request sends it with the same id.
+        A turn may be stored in two appends: its user items when it starts (`trim=False`, so
+        the request about to be sent is exactly what is stored), then its answer (maybe none),
+        which trims as if the whole exchange had come at once. Returns how many old items the
+        append trimmed. An answer without an id gets one here, so every later request sends
+        it with the same id.
         """
-        if not items:
+        if not items and not trim:
             return 0
-        encoded = [encode_item(_with_id(item), starts_turn=i == 0) for i, item in enumerate(items)]
+        # A turn starts at its first user item; an answer stored on its own continues its turn.
+        encoded = [
+            encode_item(_with_id(item), starts_turn=i == 0 and item.role == "user")
+            for i, item in enumerate(items)
+        ]
         limits = [self.max_items, self.max_chars, self.trim_to_items, self.trim_to_chars]
+        if not trim:
+            limits = [_NO_LIMIT] * len(limits)
         args: list[int | str] = [*limits, self._ttl_ms, *encoded]
         trimmed, _ = await asyncio.gather(
             self._append_script(keys=self.keys_of(key), args=args), self._note_conversation(key)
@@ -526,7 +584,9 @@ class HistoryStore:
     ) -> list[Removed]:
         """`forget_author` in many conversations, pipelined `batch` at a time; one count each.
 
-        Each conversation is its own script call (its own Cluster slot), atomic on its own.
+        Each conversation is its own script call (its own Cluster slot), atomic on its own. The
+        pipeline sends the script's text (EVAL): a cluster pipeline refuses EVALSHA, and the
+        nodes of a cluster need not have loaded the script yet.
         """
         if not author:
             raise ValueError("An author id is needed to forget someone.")
@@ -534,9 +594,7 @@ class HistoryStore:
         for start in range(0, len(keys), batch):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys[start : start + batch]:
-                    await self._remove_script(
-                        keys=[key.items], args=["author", author], client=pipe
-                    )
+                    pipe.eval(_REMOVE_LUA, 1, key.items, "author", author)
                 replies = await pipe.execute()
             results += [Removed(int(users), int(answers)) for users, answers in replies]
         return results
@@ -578,3 +636,13 @@ class HistoryStore:
         """Remove and return the assistant items after the last user item (oldest first)."""
         removed = await self._replace_tail_script(keys=self.keys_of(key), args=[self._ttl_ms])
         return self._decode_all(key, removed)
+
+    async def insert_after(self, key: ConversationKey, ref: str, item: HistoryItem) -> bool | None:
+        """Put an answer right after the last user item with `ref` (the end, for an empty ref).
+
+        True when it is now the newest item, False when later turns follow it, None when that
+        question is no longer stored (nothing is written then). No trimming: the next turn's
+        append trims."""
+        args: list[int | str] = [self._ttl_ms, ref, encode_item(_with_id(item))]
+        placed = int(await self._insert_after_script(keys=self.keys_of(key), args=args))
+        return None if placed < 0 else placed == 1

@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOCAL_GUILD = "local"
+DM_GUILD = "dm"
+"""The pseudo-server of direct messages: a DM is `ConversationKey(DM_GUILD, <DM channel id>)`,
+and every DM's limits and usage live under `ServerKey(DM_GUILD)`. Server ids are numbers, so
+neither "dm" nor "local" can collide with a server."""
 META = "meta"
 """Per-conversation hash of facts about it (e.g. the owner of a /chat thread)."""
 LAST_ANSWER = "last-answer"
@@ -14,6 +18,10 @@ PREFS = "prefs"
 """Per-conversation hash of the channel's choices (model, system prompt)."""
 COMMANDS_SYNC_LOCK = "bot:commands:sync-lock"
 """Held by the one process that syncs slash commands."""
+INFLIGHT = "inflight"
+"""Per-answer record of a reply being streamed (`inflight:<answer id>`), for crash recovery."""
+INFLIGHT_INDEX = "bot:inflight"
+"""The set of every in-flight record of the bot, so a start can find the orphaned ones."""
 MAX_NAME_LENGTH = 100
 _FORBIDDEN_CHARACTERS = frozenset("{}")
 
@@ -80,6 +88,10 @@ class ConversationKey:
         """Which process streams an answer here now (Stop and Regenerate find it by this)."""
         return self.sub(RUNNING)
 
+    def inflight(self, answer_id: str) -> str:
+        """The in-flight record of one answer streaming in this conversation."""
+        return self.sub(f"{INFLIGHT}:{answer_id}")
+
     def sub(self, name: str) -> str:
         """Any other per-conversation key, e.g. `sub("settings")`."""
         return f"{self.tag}:{name}"
@@ -127,6 +139,16 @@ class ServerKey:
         return f"{self.tag}:limits"
 
     @property
+    def access_channels(self) -> str:
+        """The set of channel ids where the shared assistant answers (empty: everywhere)."""
+        return f"{self.tag}:access:channels"
+
+    @property
+    def access_roles(self) -> str:
+        """The set of role ids whose members may use the assistant (empty: everyone)."""
+        return f"{self.tag}:access:roles"
+
+    @property
     def conversations(self) -> str:
         """The sorted set of the server's channels with history, scored by last write (ms)."""
         return f"{self.tag}:conversations"
@@ -167,6 +189,57 @@ def handled_message(message_id: int | str) -> str:
 def server_prefs(guild: str) -> str:
     """A server's choices: a hash with a hash tag of its own (one key, one slot)."""
     return ServerKey(guild).prefs
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryKeys:
+    """The keys of one server's memory (or one DM's), under the server's own hash tag: the
+    same slot as its `server_prefs`, where the memory's on/off switch lives."""
+
+    guild: str
+
+    def __post_init__(self) -> None:
+        """Refuse names that would break the hash tag."""
+        _check_name("guild", self.guild)
+
+    def _key(self, part: str) -> str:
+        """One key of this memory."""
+        return f"{{g:{self.guild}}}:memory:{part}"
+
+    @property
+    def facts(self) -> str:
+        """Hash: fact id -> the fact's JSON."""
+        return self._key("facts")
+
+    @property
+    def order(self) -> str:
+        """Sorted set of fact ids by age (the score is the id), oldest first out."""
+        return self._key("order")
+
+    @property
+    def sequence(self) -> str:
+        """Counter that numbers the facts; ids are never reused."""
+        return self._key("seq")
+
+    @property
+    def version(self) -> str:
+        """Counter bumped by every change, so a process knows when its copy is stale."""
+        return self._key("version")
+
+    @property
+    def switch(self) -> str:
+        """The server's prefs hash, which holds the memory's on/off switch."""
+        return server_prefs(self.guild)
+
+
+def server_memory(guild: str) -> MemoryKeys:
+    """The memory keys of a server (or of a DM's own place)."""
+    return MemoryKeys(guild)
+
+
+def process_alive(process_id: str) -> str:
+    """The heartbeat of one bot process: it exists while the process lives (a short TTL)."""
+    return f"bot:process:{process_id}:alive"
 
 
 def shard_lease(shard_count: int, shard: int) -> str:

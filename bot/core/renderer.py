@@ -28,6 +28,7 @@ from bot.core.events import (
     FinalEvent,
     Incomplete,
     ReasoningDelta,
+    StatusLine,
     StreamEvent,
     TextDelta,
     Usage,
@@ -170,7 +171,13 @@ class _Part:
 
 
 def notices_for(event: FinalEvent) -> list[str]:
-    """The one-line notices a final event adds below the answer."""
+    """The one-line notices a final event adds below the answer: the bot's own (such as
+    earlier messages left out), then what went wrong, if anything."""
+    return [*event.notices, *_outcome_notices(event)]
+
+
+def _outcome_notices(event: FinalEvent) -> list[str]:
+    """The notice of a failed or unfinished answer; none for a completed one."""
     if isinstance(event, Failed):
         return [f"-# ⚠️ {event.error.user_message}"]
     if isinstance(event, Incomplete):
@@ -313,6 +320,7 @@ class ReplyLayout:
         self._finished = False
         self._cursor = 0
         self._requests = 0
+        self._status = ""
 
     @property
     def finished(self) -> bool:
@@ -376,10 +384,18 @@ class ReplyLayout:
         """Remember a cited source."""
         self._citations.setdefault(citation.url, citation.title)
 
+    def set_status(self, line: str) -> None:
+        """Show a passing status line below the streaming text ("" takes it away)."""
+        if self._finished:
+            return
+        self._status = line
+        self._extend("")  # a longer reserve may need the text cut sooner
+
     def finish(self, event: FinalEvent) -> None:
         """Take the final event: close an open fence, add notices, fix the last part's content."""
         if self._finished:
             return
+        self._status = ""
         if self._tail_started:
             self._tail = rstrip_clusters(self._tail)
             self._tracker = FenceTracker(self._parts[-1].start)
@@ -405,9 +421,9 @@ class ReplyLayout:
         notices = notices_for(event)
         if not self.text.strip():
             if self._budget_spent_thinking(event, usage):
-                notices = [REASONING_BUDGET_NOTICE]
-            elif not notices:
-                notices = ["-# The model returned an empty answer."]
+                notices = [*event.notices, REASONING_BUDGET_NOTICE]
+            elif not _outcome_notices(event):
+                notices.append("-# The model returned an empty answer.")
         if self._show_sources:
             notices += sources_lines(self._citations, self._footer.max_sources)
         if self._thought_seconds:  # a second or more; a blink of thought is not worth a line
@@ -474,7 +490,10 @@ class ReplyLayout:
         part = self._parts[index]
         if part.final is not None:
             return part.final
-        return self._current_content(final=False)
+        content = self._current_content(final=False)
+        if self._status and index == len(self._parts) - 1:
+            return f"{content}\n{self._status}" if content else self._status
+        return content
 
     def _current_content(self, *, final: bool) -> str | None:
         """The last part's content from its text so far, or None while it is blank."""
@@ -516,16 +535,18 @@ class ReplyLayout:
         """Whether the last part's streaming content would exceed the limit."""
         start = self._parts[-1].start
         opener = len(start.opener) + 1 if start else 0
-        if opener + len(self._tail) + len(self._marker) + _MAX_CLOSER <= self._limit:
+        reserve = len(self._marker) + (len(self._status) + 1 if self._status else 0)
+        if opener + len(self._tail) + reserve + _MAX_CLOSER <= self._limit:
             return False
         body = rstrip_clusters(self._tail)
         content = message_content(body, start, self._tracker.state, self._marker)
-        return len(content) > self._limit
+        return len(content) + reserve - len(self._marker) > self._limit
 
     def _cut(self) -> None:
         """End the last part at the best boundary and start the next one with the rest."""
         part = self._parts[-1]
-        cut = find_cut(self._tail, part.start, self._limit - len(self._marker) - 1)
+        reserve = len(self._marker) + (len(self._status) + 1 if self._status else 0)
+        cut = find_cut(self._tail, part.start, self._limit - reserve - 1)
         part.final = message_content(cut.body, part.start, cut.end)
         index = len(self._parts)
         existing = self._existing[index] if index < len(self._existing) else None
@@ -599,7 +620,9 @@ class ReplyRenderer:
             self._layout.add_reasoning(event)
         elif isinstance(event, Citation):
             self._layout.add_citation(event)
-        else:
+        elif isinstance(event, StatusLine):
+            self._layout.set_status(event.text)
+        elif isinstance(event, Completed | Incomplete | Failed):
             self._layout.finish(event)
         self._wake.set()
         if self._slot is not None:

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import DISCORD_BUDGET
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SharedRequestBudget:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         rate: int,
         local_share: float,
@@ -89,7 +89,7 @@ class SharedRequestBudget:
             raise ValueError("rate and burst must be positive and local_share in (0, 1].")
         interval_us = 1_000_000 / rate
         self._args = [f"{interval_us:.0f}", f"{(burst - 1) * interval_us:.0f}"]
-        self._script = redis.register_script(_RESERVE_LUA)
+        self._script = register_script(redis, _RESERVE_LUA)
         self._timeout = timeout_seconds
         self.fallback = LocalRequestBudget(rate * local_share, burst=1, clock=clock)
         self.using_fallback = False

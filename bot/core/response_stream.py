@@ -7,6 +7,8 @@ Both vocabularies are accepted: the OpenAI-compatible names OpenRouter really se
 (`response.content_part.delta`, `response.done`). Unknown events and item types are ignored.
 Cited web sources are read wherever the stream carries them (annotation events, finished
 message items, the final response's output); each URL becomes one `Citation` per answer.
+A `function_call` item is collected from its argument deltas and becomes one `FunctionCall`
+when it is done (or, failing that, from the final response's output).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bot.core.events import (
     Completed,
     Failed,
     FinalEvent,
+    FunctionCall,
     Incomplete,
     ReasoningDelta,
     StreamEvent,
@@ -119,6 +122,35 @@ def _delta_text(payload: Mapping[str, Any]) -> str:
     return _text(_mapping(delta).get("text")) or _text(_mapping(payload.get("part")).get("text"))
 
 
+class _PendingCall:
+    """A function_call item being streamed: its names and its argument text so far."""
+
+    def __init__(self, item: Mapping[str, Any], output_index: object) -> None:
+        self.item_id = _text(item.get("id"))
+        self.output_index = output_index
+        self.call_id = _text(item.get("call_id"))
+        self.name = _text(item.get("name"))
+        self.parts: list[str] = [_text(item.get("arguments"))]
+        self.final_arguments: str | None = None
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Whether an argument event (by `item_id`, else `output_index`) is about this call."""
+        item_id = _text(payload.get("item_id"))
+        if item_id and self.item_id:
+            return item_id == self.item_id
+        return payload.get("output_index") == self.output_index
+
+    def call(self, item: Mapping[str, Any]) -> FunctionCall:
+        """The finished call; the finished item's fields win over what was streamed."""
+        streamed = self.final_arguments if self.final_arguments is not None else "".join(self.parts)
+        return FunctionCall(
+            call_id=_text(item.get("call_id")) or self.call_id,
+            name=_text(item.get("name")) or self.name,
+            arguments=_text(item.get("arguments")) or streamed,
+            item_id=_text(item.get("id")) or self.item_id,
+        )
+
+
 class ResponseStreamParser:
     """State of one streamed response: open output items, the message id, the model."""
 
@@ -130,6 +162,8 @@ class ResponseStreamParser:
         self._done_items: set[str] = set()
         self._cited: set[str] = set()
         self._summarised = False
+        self._calls: list[_PendingCall] = []
+        self._called: set[str] = set()
         self._handlers: dict[str, Callable[[Mapping[str, Any]], list[StreamEvent]]] = {
             "response.output_text.delta": self._on_text_delta,
             "response.content_part.delta": self._on_text_delta,
@@ -137,6 +171,8 @@ class ResponseStreamParser:
             "response.reasoning_summary_text.delta": self._on_summary_delta,
             "response.reasoning_summary_part.added": self._on_summary_part,
             "response.output_text.annotation.added": self._on_annotation,
+            "response.function_call_arguments.delta": self._on_arguments_delta,
+            "response.function_call_arguments.done": self._on_arguments_done,
             "response.output_item.added": self._on_item_added,
             "response.output_item.done": self._on_item_done,
             "response.created": self._on_response_info,
@@ -255,8 +291,10 @@ class ResponseStreamParser:
         that the model thinks, even before (or without) any reasoning text."""
         self._open_items.add(self._item_key(payload))
         self._note_message(payload)
-        is_reasoning = _mapping(payload.get("item")).get("type") == "reasoning"
-        return [ReasoningDelta("")] if is_reasoning else []
+        item = _mapping(payload.get("item"))
+        if item.get("type") == "function_call":
+            self._calls.append(_PendingCall(item, payload.get("output_index")))
+        return [ReasoningDelta("")] if item.get("type") == "reasoning" else []
 
     def _on_item_done(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """An output item finished."""
@@ -264,7 +302,49 @@ class ResponseStreamParser:
         self._open_items.add(key)
         self._done_items.add(key)
         self._note_message(payload)
-        return self._item_citations(payload.get("item"))
+        item = _mapping(payload.get("item"))
+        if item.get("type") == "function_call":
+            return self._finished_call(item, payload.get("output_index"))
+        return self._item_citations(item)
+
+    def _pending_call(self, payload: Mapping[str, Any]) -> _PendingCall | None:
+        """The streaming call an argument event belongs to, if known."""
+        return next((call for call in self._calls if call.matches(payload)), None)
+
+    def _on_arguments_delta(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """More argument text of a function call; never visible text."""
+        call = self._pending_call(payload)
+        delta = payload.get("delta")
+        if call is not None and isinstance(delta, str):
+            call.parts.append(delta)
+        return []
+
+    def _on_arguments_done(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
+        """A function call's whole argument text."""
+        call = self._pending_call(payload)
+        if call is not None and isinstance(payload.get("arguments"), str):
+            call.final_arguments = payload["arguments"]
+        return []
+
+    def _finished_call(self, item: Mapping[str, Any], output_index: object) -> list[StreamEvent]:
+        """A FunctionCall for a finished function_call item, once per call id."""
+        lookup = {"item_id": _text(item.get("id")), "output_index": output_index}
+        pending = self._pending_call(lookup) or _PendingCall(item, output_index)
+        call = pending.call(item)
+        if not call.call_id or not call.name or call.call_id in self._called:
+            return []
+        self._called.add(call.call_id)
+        return [call]
+
+    def _output_calls(self, response: Mapping[str, Any]) -> list[StreamEvent]:
+        """Calls in a final response's `output` that no `output_item.done` announced."""
+        outputs = response.get("output")
+        found: list[StreamEvent] = []
+        for raw in outputs if isinstance(outputs, list) else []:
+            item = _mapping(raw)
+            if item.get("type") == "function_call":
+                found += self._finished_call(item, None)
+        return found
 
     def _on_response_info(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """Remember the model named by response.created / in_progress."""
@@ -294,7 +374,7 @@ class ResponseStreamParser:
         self.finished = True
         usage = parse_usage(response.get("usage"))
         completed = Completed(message_id=self.message_id, model=self.model, usage=usage)
-        return [*self._output_citations(response), completed]
+        return [*self._output_citations(response), *self._output_calls(response), completed]
 
     def _on_incomplete(self, payload: Mapping[str, Any]) -> list[StreamEvent]:
         """response.incomplete, with the reason it stopped."""

@@ -17,11 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import shard_lease
 from bot.core.process import ProcessIdentity
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ShardLeases:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         process: ProcessIdentity,
         *,
         shard_count: int,
@@ -84,8 +84,8 @@ class ShardLeases:
         self._renew_every = renew_every
         self._poll_every = poll_every
         self._sleep = sleep
-        self._hold_script = redis.register_script(_HOLD_LUA)
-        self._release_script = redis.register_script(_RELEASE_LUA)
+        self._hold_script = register_script(redis, _HOLD_LUA)
+        self._release_script = register_script(redis, _RELEASE_LUA)
         self.held: set[int] = set()
 
     @property

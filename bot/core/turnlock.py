@@ -3,7 +3,9 @@
 Within a process, turns of one conversation queue on an `asyncio.Lock` (first in, first out
 by arrival). The head of that queue then takes a Redis lock on `key.lock` (SET NX PX with a
 random token), renews it while the turn runs, and deletes it afterwards only if it still holds
-the token. A holder that dies stops renewing, so its lock expires by itself after the TTL.
+the token. A holder that dies stops renewing, so its lock expires by itself after the TTL: the
+TTL is short (6 s, renewed every 2 s), so a process killed mid-answer holds its channel up for
+a few seconds at most, also for its own successor after a restart.
 Across processes, waiters poll with a short capped backoff, so their order is not guaranteed.
 """
 
@@ -18,12 +20,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import ConversationKey
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
+
+LOCK_TTL_SECONDS: Final = 6.0
+"""How long the lock of a holder that stopped renewing (a dead process) keeps others out."""
+LOCK_RENEW_SECONDS: Final = 2.0
+"""How often a holder renews it: two renewals may fail or be slow before it runs out."""
 
 _RELEASE_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -62,10 +69,10 @@ class TurnLock:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
-        ttl_seconds: float = 30,
-        renew_every: float = 10,
+        ttl_seconds: float = LOCK_TTL_SECONDS,
+        renew_every: float = LOCK_RENEW_SECONDS,
         wait_timeout: float = 120,
         poll_interval: tuple[float, float] = (0.02, 0.25),
     ) -> None:
@@ -80,8 +87,8 @@ class TurnLock:
         self._poll_first, self._poll_cap = poll_interval
         self._queues: dict[ConversationKey, _LocalQueue] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._release_script = redis.register_script(_RELEASE_LUA)
-        self._renew_script = redis.register_script(_RENEW_LUA)
+        self._release_script = register_script(redis, _RELEASE_LUA)
+        self._renew_script = register_script(redis, _RENEW_LUA)
 
     def queued(self, key: ConversationKey) -> int:
         """How many turns of this conversation hold or wait for the lock in this process."""
@@ -155,9 +162,16 @@ class TurnLock:
             raise
 
     async def _keep_alive(self, key: ConversationKey, token: str) -> None:
-        """Renew the Redis lock every `renew_every` seconds until cancelled or lost."""
+        """Renew the Redis lock every `renew_every` seconds until cancelled or lost.
+
+        Renewals keep their schedule from when each one was due, so a slow Redis answer does not
+        push the next renewal later (a renewal that took longer is followed by one at once)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.renew_every)
+            due += self.renew_every
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time())  # a late renewal is one renewal, not a burst
             try:
                 renewed = await self._renew_script(keys=[key.lock], args=[token, self._ttl_ms])
             except RedisError as error:

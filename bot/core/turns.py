@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -21,8 +21,11 @@ from bot.core.conversation import (
     UnexpectedTurnError,
 )
 from bot.core.errors import StorageError
-from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, Usage
+from bot.core.images import ImageSource
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
+from bot.core.labels import SPEAKER_NOTE
 from bot.core.last_answers import LastAnswers
 from bot.core.observe import (
     CONTENT_LOG,
@@ -34,13 +37,26 @@ from bot.core.observe import (
     new_turn_id,
 )
 from bot.core.pacing import EditPacer
-from bot.core.prefs import Preferences
-from bot.core.renderer import MessageSink, RenderResult, ReplyRenderer, SentMessage
+from bot.core.prefs import Effective, Preferences, PrefName, answer_options, usage_footer
+from bot.core.renderer import (
+    FooterOptions,
+    MessageSink,
+    RenderResult,
+    ReplyRenderer,
+    SentMessage,
+)
+from bot.core.tools.context import ToolContext
+from bot.core.tools.registry import TurnTools
 from bot.core.turnlock import TurnLockTimeout
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+RecordUsage = Callable[[str, str, Usage], Awaitable[None]]
+"""Counts a finished answer's usage: (guild, member id, usage); `UsageLimits.record`."""
+ContextOf = Callable[[str], Awaitable[int | None]]
+"""A model's context length in tokens, None when unknown; `ModelCatalog.context_length`."""
+Choices = Mapping[PrefName, Effective]
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
@@ -61,6 +77,11 @@ class Answer:
     render: RenderResult
     crashed: bool = False
     """It failed with an unexpected exception (logged): no Regenerate, only its notice."""
+
+    @property
+    def regenerable(self) -> bool:
+        """Whether Regenerate may go on it: it ran normally and what it said was stored."""
+        return not self.crashed and self.turn.saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,17 +116,27 @@ class TurnRunner:
         *,
         queue_depth: int,
         user_prefix: str = "discord",
+        web_max_results: int = 5,
+        inflight: InFlightAnswers | None = None,
         observer: Observer = NO_OBSERVER,
+        tools: TurnTools | None = None,
+        record_usage: RecordUsage | None = None,
+        context_of: ContextOf | None = None,
         running: RunningAnswers[Running] | None = None,
     ) -> None:
         """`running` records the answers streaming here (in Redis too, for other processes)."""
         self._service = service
+        self._inflight = inflight
+        self._record_usage = record_usage
+        self._context_of = context_of
         self._prefs = prefs
         self._pacer = pacer
         self._last_answers = last_answers
         self._queue_depth = queue_depth
         self._user_prefix = user_prefix
+        self._web_max_results = web_max_results
         self._observer = observer
+        self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
         self._running = running if running is not None else RunningAnswers[Running]()
@@ -166,27 +197,68 @@ class TurnRunner:
         record: bool = True,
         existing: Sequence[SentMessage] = (),
         frontend: str = "other",
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
+        web: bool | None = None,
     ) -> Answer:
         """Stream one answer into the sink, store the turn, then finish its buttons (if any).
 
+        `web` turns web search on or off for this answer only (None: the choice in force).
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest. `frontend` names the front-end in
-        metrics."""
+        press of its Regenerate finds it already the latest; the stored answer learns which
+        messages show it (deleting one takes it out of the history), and its usage is counted
+        for the asker. A stored answer is recorded as in flight until its buttons are finished,
+        so a start after a crash can finish its reply.
+        `frontend` names the front-end in metrics; `images` fetches the images the request sends
+        (see TurnRequest); `context` (where the turn happens and who asks) lets the turn use the
+        tools that are on there."""
         with log_context(guild=key.guild, channel=key.channel, turn=new_turn_id()):
             CONTENT_LOG.info("Asked: %s", " | ".join(item.text for item in new_items))
-            answer = await self._answer(
-                key,
-                new_items,
-                asker_id=asker_id,
-                sink=sink,
-                record=record,
-                existing=existing,
-                frontend=frontend,
-            )
-            if finish is not None:
-                previous = None if answer.crashed else await self._remember(key, answer.render)
-                await finish(Finished(key, asker_id, answer, previous))
-        return answer
+            inflight = None
+            if record and self._inflight is not None:
+                inflight = await self._inflight.begin(
+                    key,
+                    asker_id=asker_id,
+                    sink=sink.send_bucket.partition(":")[0],
+                    question_ref=new_items[-1].ref if new_items else "",
+                    existing=[m.id for m in existing],
+                )
+            try:
+                answer = await self._answer(
+                    key,
+                    new_items,
+                    asker_id=asker_id,
+                    sink=inflight.tracking(sink) if inflight else sink,
+                    record=record,
+                    existing=existing,
+                    frontend=frontend,
+                    images=images,
+                    context=context,
+                    web=web,
+                )
+                await self._account(key, asker_id, answer)
+                if finish is not None:
+                    regenerable = answer.regenerable
+                    previous = await self._remember(key, answer.render) if regenerable else None
+                    await finish(Finished(key, asker_id, answer, previous))
+                return answer
+            finally:
+                if inflight is not None:
+                    await inflight.end()
+
+    async def _account(self, key: ConversationKey, asker_id: int, answer: Answer) -> None:
+        """Count the answer's usage and note the messages that show the stored answer."""
+        final = answer.turn.final
+        stored = answer.turn.stored
+        render = answer.render
+        try:
+            if self._record_usage is not None and isinstance(final, Completed | Incomplete):
+                await self._record_usage(key.guild, str(asker_id), final.usage)
+            if stored and stored[-1].role == "assistant" and render.messages and not render.gone:
+                ids = [message.id for message in render.messages]
+                await self._service.store.set_answer_refs(key, stored[-1].item_id, ids)
+        except RedisError as exc:
+            log.warning("Could not count or note the answer in %s: %s", key, exc)
 
     async def _answer(
         self,
@@ -198,15 +270,30 @@ class TurnRunner:
         record: bool,
         existing: Sequence[SentMessage],
         frontend: str,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
+        web: bool | None,
     ) -> Answer:
         """Stream one answer into the sink while the model writes it; store the turn.
 
-        If Redis fails (down, restarting, or the turn lock cannot be had), the answer ends with a
+        The choices in force are read first, since the reply's footer depends on them. If Redis
+        fails (down, restarting, or the turn lock cannot be had), the answer ends with a
         one-line notice instead of failing silently."""
         running = Running(key=key, asker_id=asker_id)
+        choices: Choices | Exception
+        try:
+            choices = await self._prefs.effective(key)
+        except Exception as exc:  # noqa: BLE001 -- raised again in _run_turn, which tells it
+            choices = exc
         watch = self._observer.answer_started(frontend)
         watched = WatchedSink(sink, watch)
-        renderer = ReplyRenderer(watched, self._pacer, on_gone=running.stop.set, existing=existing)
+        renderer = ReplyRenderer(
+            watched,
+            self._pacer,
+            on_gone=running.stop.set,
+            existing=existing,
+            footer=self._footer(choices),
+        )
         self._running[key] = running
         render_task = asyncio.create_task(renderer.run())
         feed = _FinalSeen(renderer.feed, watch.event)
@@ -214,12 +301,16 @@ class TurnRunner:
         try:
             result = await self._run_turn(
                 key,
+                choices,
+                web=web,
                 new_items=new_items,
                 asker_id=asker_id,
                 running=running,
                 feed=feed,
                 record=record,
                 regenerate=bool(existing),
+                images=images,
+                context=context,
             )
         except Exception:
             # Never silent: the reply ends with a notice (and loses Stop), the log has why.
@@ -241,36 +332,58 @@ class TurnRunner:
         CONTENT_LOG.info("Answered: %s", result.text)
         return Answer(turn=result, render=await render_task, crashed=crashed)
 
+    def _footer(self, choices: Choices | Exception) -> FooterOptions:
+        """What the lines under the answer show, from the choices in force."""
+        if isinstance(choices, Exception):
+            return FooterOptions(max_sources=self._web_max_results)
+        return FooterOptions(
+            requested_model=choices["model"].value,
+            max_sources=self._web_max_results,
+            usage=usage_footer(choices),
+        )
+
     async def _run_turn(
         self,
         key: ConversationKey,
+        choices: Choices | Exception,
         *,
+        web: bool | None,
         new_items: Sequence[HistoryItem],
         asker_id: int,
         running: Running,
         feed: Callable[[StreamEvent], None],
         record: bool,
         regenerate: bool,
+        images: ImageSource | None = None,
+        context: ToolContext | None = None,
     ) -> TurnResult:
-        """Read the choices in force and run the turn; a storage failure becomes a notice."""
+        """Run the turn with the choices in force (`web` overriding the web choice when given);
+        a storage failure, also in reading the choices, becomes a notice."""
         try:
-            prefs = await self._prefs.effective(key)
-            add_log_context(model=prefs["model"].value)
+            if isinstance(choices, Exception):
+                raise choices
+            model = choices["model"].value
+            add_log_context(model=model)
+            context_tokens = await self._context_of(model) if self._context_of else None
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
                 user_key=f"{self._user_prefix}:{asker_id}",
-                model=prefs["model"].value,
-                instructions=_instructions(prefs["system"].value),
+                model=model,
+                instructions=_instructions(choices["system"].value),
                 record=record,
                 regenerate=regenerate,
+                context_tokens=context_tokens,
+                options=answer_options(choices, web_max_results=self._web_max_results, web=web),
+                images=images,
+                tools=await self._tools.for_turn(context) if self._tools and context else None,
             )
             return await self._service.run_turn(turn, feed, stop=running.stop)
         except (RedisError, TurnLockTimeout) as exc:
             log.warning("Conversation store failed in %s: %s", key, exc)
             failed = Failed(StorageError(str(exc)))
             feed(failed)
-            return TurnResult(text="", final=failed)
+            return TurnResult(text="", final=failed, saved=False)
 
     async def _remember(self, key: ConversationKey, render: RenderResult) -> list[str] | None:
         """Record the answer's messages as the latest; the ones it follows, if any."""
@@ -328,12 +441,6 @@ def _log_usage(key: ConversationKey, result: TurnResult) -> None:
         usage.output_tokens,
         cost,
     )
-
-
-SPEAKER_NOTE = (
-    "Messages from people in this Discord channel start with [Display Name]: — that prefix, "
-    "added by the bot, tells you who is speaking. Never write such a prefix yourself."
-)
 
 
 def _instructions(system_prompt: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
@@ -16,13 +17,16 @@ from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
 from bot.core.renderer import MessageGone, SentMessage, SinkError
+from bot.core.tools.context import ToolContext
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import Gate, refusal_line
+from bot.frontend.images import TurnImages
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
 
-AnswerChannel = discord.TextChannel | discord.Thread
+AnswerChannel = discord.TextChannel | discord.Thread | discord.DMChannel
 FindChannel = Callable[[int], object]
 """Looks a channel up by id (the client's cache); anything but a text channel or thread is
 treated as not found."""
@@ -37,13 +41,18 @@ class AnswerButtons:
         last_answers: LastAnswers,
         pacer: EditPacer,
         find_channel: FindChannel,
+        gate: Gate | None = None,
+        *,
+        images: TurnImages | None = None,
     ) -> None:
+        self._gate = gate
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
         self._find_channel = find_channel
         self.control: AnswerControl[Running] | None = None
         """Set when the bot runs beside other processes (see bot.frontend.app)."""
+        self._images = images
 
     def finisher(self, sink: ViewSink) -> Finish:
         """Swap Stop for Regenerate on the answer shown by `sink` once it is done."""
@@ -56,7 +65,7 @@ class AnswerButtons:
     async def _finish(self, sink: ViewSink, done: Finished) -> None:
         """Take Stop off, put Regenerate on the last part, and take it off the previous answer.
 
-        An answer that failed unexpectedly only loses Stop."""
+        An answer that failed unexpectedly or could not be stored only loses Stop."""
         messages = done.shown
         if not messages:
             return
@@ -66,11 +75,12 @@ class AnswerButtons:
                 await self._pacer.acquire(first.bucket, urgent=True)
                 await sink.set_view(first, None)
             await self._pacer.acquire(last.bucket, urgent=True)
-            # An answer that crashed keeps its notice only: nothing to regenerate it from.
+            # An answer that crashed or was not stored keeps its notice only: nothing to
+            # regenerate it from.
             view = (
-                None
-                if done.answer.crashed
-                else answer_view(done.key, done.asker_id, streaming=False)
+                answer_view(done.key, done.asker_id, streaming=False)
+                if done.answer.regenerable
+                else None
             )
             await sink.set_view(last, view)
         except (MessageGone, SinkError) as exc:
@@ -115,24 +125,59 @@ class AnswerButtons:
         running.stop.set()
         return "stopped"
 
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (a regenerated answer costs as much
+        as a new one), or None."""
+        if self._gate is None:
+            return None
+        refused = await self._gate.admit(
+            interaction.user, interaction.channel, is_admin=interaction.permissions.manage_guild
+        )
+        return None if refused is None else refusal_line(refused)
+
+    def running(self, key: ConversationKey) -> Running | None:
+        """The answer streaming in a conversation, if any (for Stop)."""
+        return self._turns.running(key)
+
     async def latest_answer(self, key: ConversationKey) -> list[str] | None:
         """The message ids of the conversation's latest answer, if known."""
         return await self._last_answers.get(key)
 
     async def regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
     ) -> RegenerateOutcome:
-        """Queue answering the last question again, in the process holding the channel's shard."""
-        if self.control is not None:
-            return await self.control.regenerate(key, asker_id, message_ids)
-        return "queued" if self.queue_regenerate(key, asker_id, message_ids) else "busy"
+        """Queue answering the last question again, in the process holding the channel's shard
+        (here with the tools of `context`, the place and the presser)."""
 
-    def queue_regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
+        def here() -> bool:
+            return self.queue_regenerate(key, asker_id, message_ids, context)
+
+        if self.control is not None:
+            return await self.control.regenerate(key, asker_id, message_ids, here=here)
+        return "queued" if here() else "busy"
+
+    def queue_regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> bool:
         """Queue answering the last question again into these messages here; False when busy."""
-        return self._turns.submit(key, lambda: self._regenerate(key, asker_id, message_ids))
+        return self._turns.submit(
+            key, lambda: self._regenerate(key, asker_id, message_ids, context)
+        )
 
     async def _regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
     ) -> None:
         """Answer the conversation's last question again, into the same messages."""
         channel = self._channel(key)
@@ -150,6 +195,8 @@ class AnswerButtons:
                 await self._delete(channel, extra)
             await finish_buttons(done)
 
+        # The question's images are in history: fetched again, unless the model reads only text.
+        images = None if self._images is None else await self._images.source(key, {})
         await self._turns.run(
             key,
             [],
@@ -158,6 +205,8 @@ class AnswerButtons:
             existing=existing,
             finish=finish,
             frontend="regenerate",
+            images=images,
+            context=context,
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

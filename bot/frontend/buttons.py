@@ -12,7 +12,9 @@ import discord
 from discord.ext import commands
 
 from bot.core.control import RegenerateOutcome, RunningRecord, StopOutcome
-from bot.core.keys import ConversationKey
+from bot.core.keys import DM_GUILD, ConversationKey
+from bot.core.tools.context import ToolContext
+from bot.frontend.places import interaction_context
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,17 @@ class ButtonActions(Protocol):
         """The message ids of the conversation's latest answer, if known."""
 
     async def regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
     ) -> RegenerateOutcome:
-        """Queue answering the last question again into these messages, where it belongs."""
+        """Queue answering the last question again into these messages, where it belongs (with
+        the tools of `context`, the place and the presser, when that is this process)."""
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (limits, access), or None."""
 
 
 class ButtonHost(Protocol):
@@ -57,9 +67,10 @@ def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
 
 
 def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
-    """The conversation a button belongs to (its channel in the interaction's server)."""
+    """The conversation a button belongs to (its channel in the interaction's server, or a
+    direct message channel)."""
     if interaction.guild_id is None:
-        return None
+        return ConversationKey(DM_GUILD, str(channel_id))
     return ConversationKey(str(interaction.guild_id), str(channel_id))
 
 
@@ -149,8 +160,13 @@ class RegenerateButton(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
             return
+        refused = await actions.refusal(interaction)
+        if refused is not None:
+            await interaction.response.send_message(refused, ephemeral=True)
+            return
         await interaction.response.defer()
-        outcome = await actions.regenerate(key, self.asker_id, last)
+        context = interaction_context(interaction)
+        outcome = await actions.regenerate(key, self.asker_id, last, context)
         if outcome != "queued":
             text = (
                 "I'm busy in this channel; try again in a moment."

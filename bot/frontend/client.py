@@ -3,6 +3,8 @@ front-end (shared assistant, slash commands, buttons)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -11,18 +13,27 @@ from typing import Any
 
 import aiohttp
 import discord
-import redis.asyncio as aioredis
 from discord.ext import commands
+from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
+from bot.core.redis_client import RedisClient
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
+from bot.frontend.gate import Gate
+from bot.frontend.images import DiscordImageSource, TurnImages
+from bot.frontend.recovery import OrphanedReplies
 from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.commands", "bot.frontend.buttons")
+EXTENSIONS = (
+    "bot.frontend.mentions",
+    "bot.frontend.commands",
+    "bot.frontend.buttons",
+    "bot.frontend.privacy",
+)
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
@@ -42,19 +53,21 @@ class Dependencies:
     """Everything the bot is built from; opened and closed by main()."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     session: aiohttp.ClientSession
     services: BotServices
     http_trace: aiohttp.TraceConfig = field(default_factory=aiohttp.TraceConfig)
     """Sees every HTTP request discord.py makes (metrics)."""
 
 
-def make_intents() -> discord.Intents:
-    """Guilds and guild messages, with message content (privileged); nothing else."""
+def make_intents(*, allow_dms: bool = False) -> discord.Intents:
+    """Guilds and guild messages, with message content (privileged), and direct messages only
+    when the bot answers them (ALLOW_DMS); nothing else."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.message_content = True
+    intents.dm_messages = allow_dms
     return intents
 
 
@@ -69,7 +82,7 @@ class AssistantBot(commands.AutoShardedBot):
             shard_ids=list(shard_ids),
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=make_intents(),
+            intents=make_intents(allow_dms=deps.settings.allow_dms),
             allowed_mentions=discord.AllowedMentions(
                 everyone=False,
                 roles=False,
@@ -89,20 +102,50 @@ class AssistantBot(commands.AutoShardedBot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        self.memory = services.memory
+        self.limits = services.limits
+        self.access = services.access
+        self.data = services.data
+        self.gate = Gate(services.limits)
+        history_images = DiscordImageSource(
+            self.get_partial_messageable, max_bytes=deps.settings.max_image_bytes
+        )
+        # What images each turn may send: the question's own, and those of history again.
+        self.turn_images = TurnImages(services.prefs, services.catalog, history_images)
         self.answer_buttons = AnswerButtons(
-            services.turns, services.last_answers, services.pacer, self.get_channel
+            services.turns,
+            services.last_answers,
+            services.pacer,
+            self.get_channel,
+            self.gate,
+            images=self.turn_images,
         )
         # What Stop and Regenerate presses call (see buttons.ButtonHost).
         self.button_actions: ButtonActions = self.answer_buttons
+        self.orphans = OrphanedReplies(
+            services.inflight,
+            services.core.store,
+            services.last_answers,
+            services.pacer,
+            self.get_partial_messageable,
+        )
+        self._chores: list[asyncio.Task[None]] = []
         self._ready_once = False
         # Said in the "Logged in" line, so a start-up that fails later prints only its error.
         self.sync_outcome = "slash commands not synced"
 
     async def setup_hook(self) -> None:
-        """Load the front-ends and sync slash commands when their definitions changed."""
+        """Load the front-ends, sync slash commands when their definitions changed, and start
+        this process's heartbeat (before any answer, so no live answer looks orphaned)."""
         for name in EXTENSIONS:
             await self.load_extension(name)
         await self.sync_commands()
+        inflight = self.deps.services.inflight
+        try:
+            await inflight.beat()
+        except RedisError as exc:
+            log.warning("Could not start this process's heartbeat: %s", exc)
+        self._chores.append(asyncio.create_task(inflight.keep_beating(), name="heartbeat"))
 
     def command_payload(self, guild_id: int | None) -> tuple[str, list[dict[str, Any]], str]:
         """The scope ("global" or a server id), the commands as Discord gets them, their digest."""
@@ -145,6 +188,8 @@ class AssistantBot(commands.AutoShardedBot):
         if self._ready_once or self.user is None:
             return
         self._ready_once = True
+        # Replies a stopped process left streaming are finished once the gateway is up.
+        self._chores.append(asyncio.create_task(self.orphans.run(), name="orphaned replies"))
         url = discord.utils.oauth_url(
             self.user.id,
             permissions=INVITE_PERMISSIONS,
@@ -165,4 +210,9 @@ class AssistantBot(commands.AutoShardedBot):
     async def close(self) -> None:
         """Stop answers in flight (keeping their text), then disconnect."""
         await self.turns.shutdown()
+        for chore in self._chores:
+            chore.cancel()
+        await asyncio.gather(*self._chores, return_exceptions=True)
+        with contextlib.suppress(RedisError):
+            await self.deps.services.inflight.stop_beating()
         await super().close()

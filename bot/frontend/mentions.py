@@ -1,5 +1,6 @@
 """The shared assistant: answers @mentions and replies in any channel, and every message in a
-thread the bot started; everyone in a channel shares its history."""
+thread the bot started (and, with ALLOW_DMS, every direct message); everyone in a channel
+shares its history. Each answer first passes the gate (access rules and limits)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ import discord
 from discord.ext import commands
 from redis.exceptions import RedisError
 
+from bot.core.images import ImageError
 from bot.core.keys import handled_message
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import refusal_line, silent_for_mentions
 from bot.frontend.help import HELP_TEXT
+from bot.frontend.images import image_attachments, read_images
+from bot.frontend.places import tool_context
 from bot.frontend.sinks import ChannelSink, describe_channel
 
 if TYPE_CHECKING:
@@ -26,6 +31,10 @@ log = logging.getLogger(__name__)
 WAITING = "⏳"
 BUSY = "I'm busy with earlier messages in this channel; try again in a moment."
 DEDUPE_TTL = 24 * 3600
+
+
+class _RefusedError(Exception):
+    """A message the bot will not answer; the message is the one reply it gets instead."""
 
 
 class SharedAssistant(commands.Cog):
@@ -42,8 +51,8 @@ class SharedAssistant(commands.Cog):
         if not await self._is_for_me(message):
             return
         channel = message.channel
-        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-        if not m.can_send(channel, channel.guild.me):
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread | discord.DMChannel)
+        if not isinstance(channel, discord.DMChannel) and not m.can_send(channel, channel.guild.me):
             log.warning(
                 "Not answering in %s: the bot may not send messages there.",
                 describe_channel(channel, channel.id),
@@ -58,10 +67,13 @@ class SharedAssistant(commands.Cog):
             self._waiting[message.id] = self._in_background(self._react(message, add=True))
 
     async def _is_for_me(self, message: discord.Message) -> bool:
-        """Mentions of the bot or its role, replies to it, or any message in its threads."""
+        """Mentions of the bot or its role, replies to it, any message in its threads, and
+        (with ALLOW_DMS) every direct message."""
         me = self.bot.user
-        if me is None or message.author.bot or message.guild is None:
+        if me is None or message.author.bot:
             return False
+        if message.guild is None:
+            return self.bot.settings.allow_dms and isinstance(message.channel, discord.DMChannel)
         guild_me = message.guild.me
         if m.mentions_bot(message, guild_me) or m.replies_to_bot(message, me):
             return True
@@ -111,36 +123,46 @@ class SharedAssistant(commands.Cog):
         if not await self._claim(message):
             return
         channel = message.channel
-        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread | discord.DMChannel)
+        refused = await self.bot.gate.admit(message.author, channel)
+        if refused is not None:
+            # Over a limit: a quiet reply says when to try again. Not allowed here or for their
+            # roles: nothing, so a closed channel stays quiet.
+            if not silent_for_mentions(refused):
+                await self._reply_quietly(message, refusal_line(refused))
+            return
         me = self.bot.user
         assert me is not None
-        settings = self.bot.settings
-        text = m.readable_text(message, me)
-        budget = settings.max_input_chars - len(text)
-        try:
-            extra = await m.attachment_text(message, budget)
-        except m.AttachmentTooLargeError as exc:
-            await self._reply_quietly(
-                message,
-                f"{exc.filename} is {exc.size:,} bytes; I can take "
-                f"{settings.max_input_chars:,} characters. Please shorten it.",
-            )
-            return
-        text = f"{text}\n\n{extra}".strip() if extra else text
-        if not text:
-            await self._reply_quietly(message, HELP_TEXT)
-            return
-        if len(text) > settings.max_input_chars:
-            await self._reply_quietly(
-                message,
-                f"That message is {len(text):,} characters; I can take "
-                f"{settings.max_input_chars:,}. Please shorten it.",
-            )
-            return
-        items = [
-            item for item in (m.reply_context(message, me), m.user_item(message, text)) if item
-        ]
         key = m.conversation_key(channel)
+        settings = self.bot.settings
+        try:
+            text = await self._text(message, me)
+            # Replying to someone's picture with a mention asks about that picture too.
+            quoted = m.quoted_message(message, me)
+            sources = [message] + ([quoted] if quoted else [])
+            attachments = [image_attachments(source.attachments) for source in sources]
+            refusal = await self.bot.turn_images.refusal(key) if any(attachments) else None
+            if refusal:
+                raise _RefusedError(refusal)
+            own, *others = [
+                await read_images(
+                    found,
+                    channel_id=channel.id,
+                    message_id=source.id,
+                    max_bytes=settings.max_image_bytes,
+                )
+                for source, found in zip(sources, attachments, strict=True)
+            ]
+            if not text and not own:
+                raise _RefusedError(HELP_TEXT)
+            loaded = {ref: data for images in (own, *others) for ref, data in images.items()}
+            images = await self.bot.turn_images.source(key, loaded)
+        except (_RefusedError, ImageError) as exc:
+            await self._reply_quietly(message, str(exc))
+            return
+        context = m.reply_context(message, me, images=tuple(others[0]) if others else ())
+        question = m.user_item(message, text, images=tuple(own))
+        items = [item for item in (context, question) if item]
         sink = ChannelSink(
             message.channel,
             channel.id,
@@ -155,7 +177,28 @@ class SharedAssistant(commands.Cog):
             sink=sink,
             finish=self.bot.answer_buttons.finisher(sink),
             frontend="mention",
+            images=images,
+            context=tool_context(channel, message.author),
         )
+
+    async def _text(self, message: discord.Message, me: discord.ClientUser) -> str:
+        """What the message says with its text attachments; _RefusedError when it is too long."""
+        limit = self.bot.settings.max_input_chars
+        text = m.readable_text(message, me)
+        try:
+            extra = await m.attachment_text(message, limit - len(text))
+        except m.AttachmentTooLargeError as exc:
+            raise _RefusedError(
+                f"{exc.filename} is {exc.size:,} bytes; I can take {limit:,} characters. "
+                "Please shorten it."
+            ) from None
+        text = f"{text}\n\n{extra}".strip() if extra else text
+        if len(text) > limit:
+            raise _RefusedError(
+                f"That message is {len(text):,} characters; I can take {limit:,}. "
+                "Please shorten it."
+            )
+        return text
 
     async def _reply_quietly(self, message: discord.Message, text: str) -> None:
         """A short reply that never fails loudly (the channel may be read-only for us); it takes

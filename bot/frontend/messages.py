@@ -11,7 +11,8 @@ import aiohttp
 import discord
 
 from bot.core.events import HistoryItem
-from bot.core.keys import ConversationKey
+from bot.core.images import ImageRef
+from bot.core.keys import DM_GUILD, ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,13 @@ TEXT_SUFFIXES = (".txt", ".md", ".py", ".json", ".csv", ".log", ".yaml", ".yml",
 MAX_SPEAKER = 64
 
 
-def conversation_key(channel: discord.abc.GuildChannel | discord.Thread) -> ConversationKey:
-    """One conversation per server and channel; a thread is a channel of its own."""
+def conversation_key(
+    channel: discord.abc.GuildChannel | discord.Thread | discord.DMChannel,
+) -> ConversationKey:
+    """One conversation per server and channel; a thread is a channel of its own, and a direct
+    message channel one of the "dm" pseudo-server."""
+    if isinstance(channel, discord.DMChannel):
+        return ConversationKey(DM_GUILD, str(channel.id))
     return ConversationKey(str(channel.guild.id), str(channel.id))
 
 
@@ -145,20 +151,39 @@ async def attachment_text(message: discord.Message, budget: int) -> str:
     return "\n\n".join(parts)
 
 
-def user_item(message: discord.Message, text: str) -> HistoryItem:
-    """A user turn, labelled with the speaker's display name and the message id."""
+def user_item(
+    message: discord.Message, text: str, *, images: tuple[ImageRef, ...] = ()
+) -> HistoryItem:
+    """A user turn, labelled with the speaker's display name, with the message id and the
+    author's id (never sent: it tells same-named members apart and lets them be forgotten)."""
     return HistoryItem(
-        role="user", text=text, speaker=speaker_name(message.author), ref=str(message.id)
+        role="user",
+        text=text,
+        speaker=speaker_name(message.author),
+        ref=str(message.id),
+        author=str(message.author.id),
+        images=images,
     )
 
 
-def reply_context(message: discord.Message, me: discord.abc.User) -> HistoryItem | None:
+def quoted_message(message: discord.Message, me: discord.abc.User) -> discord.Message | None:
     """The message the trigger replies to, when it is someone else's (the bot's is in history)."""
     ref = message.reference
     target = ref.resolved if ref is not None else None
     if not isinstance(target, discord.Message) or target.author.id == me.id:
         return None
-    text = readable_text(target, me)
-    if not text:
+    return target
+
+
+def reply_context(
+    message: discord.Message, me: discord.abc.User, *, images: tuple[ImageRef, ...] = ()
+) -> HistoryItem | None:
+    """The message the trigger replies to as a user item, when it is someone else's, with
+    that message's `images`; None when it is the bot's or has nothing to say."""
+    target = quoted_message(message, me)
+    if target is None:
         return None
-    return user_item(target, text)
+    text = readable_text(target, me)
+    if not text and not images:
+        return None
+    return user_item(target, text, images=images)

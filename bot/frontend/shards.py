@@ -10,10 +10,9 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from bot.core.control import AnswerControl, ControlBus, RunningAnswers
 from bot.core.process import ProcessIdentity
+from bot.core.redis_client import RedisClient
 from bot.core.shards import ShardLeases, shard_of
 from bot.core.turns import Running
 from bot.frontend.client import AssistantBot
@@ -30,7 +29,7 @@ class ShardRunner:
     def __init__(
         self,
         bot: AssistantBot,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         process: ProcessIdentity,
         running: RunningAnswers[Running],
         *,

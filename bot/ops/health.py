@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import discord
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
+from bot.core.redis_client import RedisClient
 from bot.ops.metrics import CONTENT_TYPE, BotMetrics
 from bot.wiring import StartupError
 
@@ -52,12 +54,13 @@ def _shards_problem(client: discord.AutoShardedClient) -> str | None:
 
 
 class HealthCheck:
-    """Healthy while the gateway is connected and Redis answers PING quickly."""
+    """Healthy while the gateway is connected and Redis (every master of a cluster) answers PING
+    quickly."""
 
     def __init__(
         self,
         gateway: Callable[[], str | None],
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         timeout_seconds: float = PING_TIMEOUT_SECONDS,
     ) -> None:
@@ -72,12 +75,19 @@ class HealthCheck:
             return gateway
         try:
             async with asyncio.timeout(self._timeout):
-                await self._redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+                await self._ping()
         except TimeoutError:
             return f"Redis did not answer PING within {self._timeout:g} s"
         except (aioredis.RedisError, OSError) as exc:
             return f"Redis failed: {type(exc).__name__}"
         return None
+
+    async def _ping(self) -> None:
+        """PING the server, or every master of a cluster (each holds a share of the slots)."""
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[misc]
+        else:
+            await self._redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
 
 
 def make_app(health: HealthCheck, metrics: BotMetrics) -> web.Application:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import BotStack, answer, input_texts
+from tests.e2e.stack import BotStack, answer, had_button, has_button, input_texts
 from tests.support.fake_responses import ABORT, PlainResponse, SseStream, error_response, sse_stream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -71,7 +71,7 @@ async def test_redis_restart_between_turns_is_survived(stack: BotStack) -> None:
     await mention(stack, channel.id, "after the restart")
     await stack.wait_for_final(channel.id, count=2, timeout=30)
     assert stack.emu.bot_messages(channel.id)[-1].content == "After."
-    assert input_texts(stack.requests()[-1]) == ["[Alice]: after the restart"]
+    assert input_texts(stack.requests()[-1]) == [f"{stack.label('alice')}: after the restart"]
 
 
 async def test_redis_down_during_a_turn_gets_a_notice_then_recovers(stack: BotStack) -> None:
@@ -90,11 +90,40 @@ async def test_redis_down_during_a_turn_gets_a_notice_then_recovers(stack: BotSt
     finally:
         stack.redis.start()
     await mention(stack, channel.id, "and now?")
-    await stack.wait_for_final(channel.id, count=2, timeout=30)
-    assert stack.emu.bot_messages(channel.id)[-1].content == "Back."
+    await stack.wait_for_final(channel.id, timeout=30)  # the notice got no Regenerate
+    notice, back = stack.emu.bot_messages(channel.id)
+    assert back.content == "Back."
+    assert not had_button(notice, "regen")
     assert stack.bot.returncode is None
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: and now?"]
+    assert input_texts(request) == [f"{stack.label('alice')}: and now?"]
+
+
+async def test_redis_lost_mid_answer_says_it_was_not_saved(stack: BotStack) -> None:
+    """Redis goes away while an answer streams: the answer ends with one line saying it could
+    not be saved, and gets no Regenerate (there is nothing stored to redo)."""
+    channel = stack.fresh_channel()
+    stack.script(answer([f"word{n} " for n in range(12)], pace=0.2))
+    await mention(stack, channel.id, "tell me")
+    await stack.emu.wait_until(
+        lambda: any("word2" in m.content for m in stack.emu.bot_messages(channel.id))
+    )
+    stack.redis.stop()
+    try:
+        await stack.emu.wait_until(
+            lambda: (
+                any("word11" in m.content for m in stack.emu.bot_messages(channel.id))
+                and not has_button(stack.emu.bot_messages(channel.id)[-1], "stop")
+            ),
+            timeout=30,
+        )
+    finally:
+        stack.redis.start()
+    [reply] = stack.emu.bot_messages(channel.id)
+    assert reply.content.endswith(
+        "word11\n\n-# ⚠️ This answer could not be saved, so I won't remember it."
+    )
+    assert not had_button(reply, "regen")
 
 
 def refused_in(stack: BotStack, channel_id: int, status: int) -> bool:
@@ -139,7 +168,7 @@ async def test_channel_denying_the_bot_is_not_answered_and_costs_no_model_call(
     [reply] = await stack.wait_for_final(other.id)
     assert reply.content == "Still here."
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: and here?"]
+    assert input_texts(request) == [f"{stack.label('alice')}: and here?"]
     assert stack.emu.bot_messages(denied.id) == []
     assert not refused_in(stack, denied.id, 403)
     lines = [line for line in stack.bot.stderr_text().splitlines() if f"({denied.id})" in line]

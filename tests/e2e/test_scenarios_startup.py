@@ -4,15 +4,25 @@ SIGTERM mid-answer exits cleanly and keeps the text so far."""
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from bot.core.history import HistoryStore
+from bot.core.inflight import RESTART_NOTICE
 from bot.core.keys import ConversationKey
+from bot.core.renderer import STREAMING_MARKER
 from tests.e2e.bot_process import REPO_ROOT, BotProcess
-from tests.e2e.stack import answer, button_id, has_button, input_texts, running_stack
+from tests.e2e.stack import (
+    SLASH_COMMANDS,
+    answer,
+    button_id,
+    has_button,
+    input_texts,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +72,68 @@ async def test_sigterm_mid_answer_exits_0_and_keeps_the_text_so_far(tmp_path: Pa
     assert "Traceback" not in stack.bot.stderr_text()
 
 
+@pytest.mark.parametrize("trigger", ["mention", "ask"])
+async def test_sigkill_mid_answer_is_finished_by_the_next_start(
+    tmp_path: Path, trigger: str
+) -> None:
+    """A bot killed mid-answer (SIGKILL), to a mention or to a public /ask: the next process on
+    the same Redis finishes the reply (its text with a notice, no marker, no Stop), keeps the
+    question and the partial answer (incomplete) in the history, holds no dead lock, and
+    answers the next mention."""
+    async with running_stack(tmp_path, channels=1) as stack:
+        emu = stack.emu
+        channel = stack.fresh_channel()
+        stack.script(answer([f"word{n} " for n in range(200)], pace=0.1))
+        if trigger == "mention":
+            await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} talk")
+        else:
+            await emu.inject_interaction(
+                "ask", {"prompt": "talk"}, user="alice", channel_id=channel.id
+            )
+        await emu.wait_until(
+            lambda: any("word3" in m.content for m in emu.bot_messages(channel.id))
+        )
+        assert stack.bot.proc is not None
+        stack.bot.proc.send_signal(signal.SIGKILL)
+        assert await stack.bot.wait() == -signal.SIGKILL
+        [reply] = [m for m in emu.bot_messages(channel.id) if "word3" in m.content]
+        assert reply.content.endswith(STREAMING_MARKER)
+        assert has_button(reply, "stop")
+        identified = emu.gateway.identifies
+        async with BotProcess(stack.bot.env, tmp_path / "restarted") as restarted:
+            await emu.wait_until(lambda: emu.gateway.identifies > identified)
+            await emu.wait_until(
+                lambda: RESTART_NOTICE in emu.message(reply.id).content, timeout=40
+            )
+            finished = emu.message(reply.id)
+            key = ConversationKey(str(emu.guild_id), str(channel.id))
+            redis = aioredis.Redis.from_url(stack.redis.url)
+            try:
+                lock_left = await redis.exists(key.lock)
+                store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=3600)
+                question, kept = await store.load(key)
+            finally:
+                await redis.aclose()
+            stack.script(answer(["Fresh."]))
+            await emu.inject_message(channel.id, "alice", f"{emu.bot_user.mention} and now?")
+            await emu.wait_until(
+                lambda: any(m.content == "Fresh." for m in emu.bot_messages(channel.id))
+            )
+            assert await restarted.stop() == 0, restarted.stderr_text()
+    assert lock_left == 0  # the dead holder's lock was gone before the reply was finished
+    assert STREAMING_MARKER.strip() not in finished.content
+    assert not has_button(finished, "stop")
+    text, _, notice = finished.content.rpartition("\n\n")
+    assert notice == RESTART_NOTICE
+    assert text.startswith("word0 word1 word2 word3")
+    assert (question.role, question.text) == ("user", "talk")
+    assert (kept.role, kept.status) == ("assistant", "incomplete")
+    assert kept.text == text
+    [request] = stack.requests()
+    alice = stack.label("alice")
+    assert input_texts(request) == [f"{alice}: talk", text, f"{alice}: and now?"]
+
+
 async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> None:
     """With DEV_GUILD_ID the commands go to that server; a restart with the same definitions
     (same Redis) does not sync again, sparing Discord's daily command-creation cap."""
@@ -81,7 +153,7 @@ async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> N
     names = {
         command["name"] for _, definitions in emu.rest.command_syncs for command in definitions
     }
-    assert {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"} <= names
+    assert names == SLASH_COMMANDS
 
 
 async def test_gateway_reconnect_resumes_and_keeps_answering(tmp_path: Path) -> None:
@@ -122,7 +194,7 @@ async def test_regenerate_works_after_a_restart(tmp_path: Path) -> None:
                 )
             )
         _, again = stack.requests()
-    assert input_texts(again) == ["[Alice]: a joke"]
+    assert input_texts(again) == [f"{stack.label('alice')}: a joke"]
 
 
 async def test_bot_starts_from_the_shipped_env_example(tmp_path: Path) -> None:

@@ -22,12 +22,13 @@ import redis.asyncio as aioredis
 from bot.config import load_settings
 from bot.ops.check import check
 from tests.e2e.discord_emulator import DiscordEmulator
+from tests.e2e.stack import SLASH_COMMANDS
 from tests.support.fake_responses import FakeResponsesServer
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
 API_KEY = "sk-or-v1-check-test-secret-42"
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet"]
-SLASH_COMMANDS = {"ask", "chat", "reset", "model", "system", "settings", "stop", "help"}
 GUARD_SECONDS = 60  # only stops a broken test from hanging
 
 
@@ -111,7 +112,7 @@ async def test_good_configuration_passes_after_sync(
     env = servers.env()
     status, out = await run_cli(tmp_path, env, "sync")
     assert status == 0, out
-    assert out.startswith("✓ Registered 8 slash commands (global)"), out
+    assert out.startswith(f"✓ Registered {len(SLASH_COMMANDS)} slash commands (global)"), out
     assert {c["name"] for c in servers.emu.rest.commands[None]} == SLASH_COMMANDS
 
     status, out = await run_cli(tmp_path, env, "check")
@@ -122,7 +123,7 @@ async def test_good_configuration_passes_after_sync(
     assert "keeps nothing on disk" in line_about(lines, "Redis at")
     assert all(line.startswith("✓ ") for line in lines if "Redis at" not in line), out
     assert "DISCORD_TOKEN is valid: the bot is llm-bot" in out
-    assert "The 8 slash commands are registered (global) and current." in out
+    assert f"The {len(SLASH_COMMANDS)} slash commands are registered (global) and current." in out
     assert API_KEY not in out
     assert servers.emu.token not in out
 
@@ -231,3 +232,33 @@ class _Anything:
 
 
 ANY_OUTPUT: Any = _Anything()
+
+
+async def test_redis_cluster_is_checked_on_every_master(
+    servers: Servers, redis_cluster: RedisCluster
+) -> None:
+    """With REDIS_CLUSTER=true the check reaches the cluster and reads every master's
+    persistence: one master with an append-only file is not enough, so it warns."""
+    first = aioredis.Redis(port=redis_cluster.ports[0])
+    await first.config_set("appendonly", "yes")
+    try:
+        _, lines = await check_in_process(servers, redis_url=redis_cluster.url, redis_cluster=True)
+    finally:
+        await first.config_set("appendonly", "no")
+        await first.aclose()
+    port = redis_cluster.ports[0]
+    assert line_about(lines, "Redis at").startswith(
+        f"! Redis at 127.0.0.1:{port} answers but keeps nothing on disk"
+    )
+
+
+async def test_a_cluster_node_without_redis_cluster_fails_the_check(
+    servers: Servers, redis_cluster: RedisCluster
+) -> None:
+    """A cluster node at REDIS_URL without REDIS_CLUSTER fails with the setting to change."""
+    status, lines = await check_in_process(servers, redis_url=redis_cluster.url)
+    port = redis_cluster.ports[0]
+    assert status == 1
+    assert line_about(lines, "Redis at") == (
+        f"✗ Redis at 127.0.0.1:{port} is a cluster node: set REDIS_CLUSTER=true."
+    )

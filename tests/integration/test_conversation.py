@@ -278,6 +278,33 @@ async def test_stop_mid_stream_keeps_the_text_so_far(
     ]
 
 
+async def test_the_question_is_stored_when_the_turn_starts(
+    service: ConversationService, server: FakeResponsesServer
+) -> None:
+    """The user's item is in the history while the answer streams, before any final event,
+    so a process that dies mid-answer has not lost the question; the answer follows it."""
+    release = asyncio.Event()
+    whole = sse_stream(["Later", " on"], message_id="msg_late")
+    cut = whole.rindex(b"\n\n", 0, whole.index(b'" on"')) + 2
+    server.push(SseStream([whole[:cut], Wait(release), whole[cut:]]))
+    streaming = asyncio.Event()
+
+    def on_event(event: StreamEvent) -> None:
+        """Note the first visible text."""
+        if isinstance(event, TextDelta):
+            streaming.set()
+
+    turn = asyncio.create_task(service.run_turn(user_turn("Asked first"), on_event))
+    try:
+        await streaming.wait()
+        during = await service.store.load(KEY)
+    finally:
+        release.set()
+    await turn
+    assert during == [user("Asked first")]
+    assert await service.store.load(KEY) == [user("Asked first"), reply("Later on", "msg_late")]
+
+
 async def test_record_false_stores_nothing(
     service: ConversationService, server: FakeResponsesServer
 ) -> None:

@@ -22,6 +22,9 @@ from bot.core.history import (
 )
 from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
+from tests.support.redis_target import all_keys
+
+pytestmark = pytest.mark.on_cluster
 
 KEY = ConversationKey("123", "456")
 DAY = 24 * 3600
@@ -165,6 +168,51 @@ async def test_never_trims_the_current_turn(redis_client: aioredis.Redis) -> Non
     assert await store.load(KEY) == big_turn
 
 
+async def test_a_turn_stored_in_two_appends_is_trimmed_as_one_exchange(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The question appended at the start (no trim) and the answer at the end: the answer's
+    append trims as the whole exchange's would, and never drops its own question."""
+    store = store_for(redis_client, max_items=2, max_chars=10)
+    await store.append(KEY, exchange(0))
+    question = [user("x" * 30), user("y" * 30)]
+    assert await store.append(KEY, question, trim=False) == 0
+    assert await store.load(KEY) == [*exchange(0), *question]
+    assert await store.append(KEY, [answer("z" * 30)]) == 2
+    assert await store.load(KEY) == [*question, answer("z" * 30)]
+
+
+async def test_a_turn_without_an_answer_still_trims(redis_client: aioredis.Redis) -> None:
+    """A turn whose answer brought no text (an error at once) ends with an empty append that
+    still trims, keeping the turn's question."""
+    store = store_for(redis_client, max_items=4)
+    for n in range(2):
+        await store.append(KEY, exchange(n))
+    await store.append(KEY, [user("q2")], trim=False)
+    assert await store.append(KEY, []) == 4
+    assert texts(await store.load(KEY)) == ["q2"]
+
+
+async def test_an_answer_goes_right_after_its_question(redis_client: aioredis.Redis) -> None:
+    """insert_after puts an answer after the question with its ref: at the end it is the newest
+    (True), before later turns it is not (False), and a question no longer stored takes
+    nothing (None)."""
+    store = store_for(redis_client)
+    asked = HistoryItem(role="user", text="q0", speaker="ann", ref="m0")
+    await store.append(KEY, [asked], trim=False)
+    assert await store.insert_after(KEY, "m0", answer("a0")) is True
+    later = HistoryItem(role="user", text="q1", speaker="bob", ref="m1")
+    await store.append(KEY, [later], trim=False)
+    await store.append(KEY, [answer("a1")])
+    other = HistoryItem(role="user", text="q2", speaker="ann", ref="m2")
+    await store.append(KEY, [other], trim=False)
+    assert await store.append(KEY, [answer("a2")]) == 0
+    assert await store.insert_after(KEY, "m1", answer("partial")) is False
+    assert texts(await store.load(KEY)) == ["q0", "a0", "q1", "partial", "a1", "q2", "a2"]
+    assert await store.insert_after(KEY, "gone", answer("lost")) is None
+    assert len(await store.load(KEY)) == 7
+
+
 async def test_trimming_starts_history_at_a_user_item(redis_client: aioredis.Redis) -> None:
     """A turn that stored no answer still leaves a history that begins with a user item."""
     store = store_for(redis_client, max_items=3)
@@ -201,7 +249,7 @@ async def test_every_key_shares_the_hash_tag(redis_client: aioredis.Redis) -> No
     store = store_for(redis_client)
     await redis_client.set(KEY.sub("settings"), "{}")
     await store.append(KEY, exchange(0))
-    stored = {name.decode() for name in await redis_client.keys("*")}
+    stored = await all_keys(redis_client)
     assert stored == {KEY.items, KEY.sub("settings"), ServerKey("123").conversations}
     for name in [*(stored - {ServerKey("123").conversations}), *store.keys_of(KEY), KEY.lock]:
         assert name.startswith("{g:123:c:456}:")

@@ -22,13 +22,16 @@ from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
+from bot.core.tools.registry import Tool, Toolset
 from bot.core.turnlock import TurnLock
 from tests.support.fake_responses import (
     FakeResponsesServer,
+    ScriptedCall,
     SseStream,
     answer_events,
     encode_events,
     sse_stream,
+    tool_call_stream,
 )
 from tests.support.redis_server import RedisServer
 from tests.support.request_bytes import extends, extension_pattern, input_items
@@ -68,6 +71,7 @@ async def turn(
     instructions: str = "Be brief.",
     stream: SseStream | None = None,
     options: AnswerOptions | None = None,
+    tools: Toolset | None = None,
 ) -> TurnResult:
     """Turn `n`: Ann asks question n and the server answers with message id msg_tmp_<n>."""
     server.push(stream or SseStream([sse_stream([f"Answer {n}", "."], message_id=f"msg_tmp_{n}")]))
@@ -78,6 +82,7 @@ async def turn(
         model=model,
         instructions=instructions,
         options=options or AnswerOptions(),
+        tools=tools,
     )
     return await service.run_turn(request, lambda _event: None)
 
@@ -190,6 +195,37 @@ async def test_cached_tokens_reach_the_turn_result(
         result = await turn(service, server, 0, stream=SseStream([encode_events(events)]))
     assert isinstance(result.final, Completed)
     assert (result.final.usage.cached_tokens, result.final.usage.cost) == (1024, 0.00012)
+
+
+async def _echo(arguments: object) -> str:
+    """A tool that answers with what it was given."""
+    return json.dumps(arguments)
+
+
+def _toolset() -> Toolset:
+    """Two tools, built afresh each time (as each turn of the bot does)."""
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    tools = [Tool(name, f"The {name} tool.", dict(schema), _echo) for name in ("recall", "note")]
+    return Toolset(tools, instructions="Tools exist.")
+
+
+async def test_with_tools_on_requests_still_extend(
+    server: FakeResponsesServer, redis_server: RedisServer
+) -> None:
+    """With tools on, each turn's first request extends the previous turn's first request
+    (tools, tool_choice and instructions the same bytes), also across a turn that called a
+    tool, whose follow-up extends its own first request."""
+    called = tool_call_stream([ScriptedCall("c1", "recall", ['{"q": "x"}'])], text=["Hm."])
+    async with running_bot(server, redis_server.url) as service:
+        await turn(service, server, 0, tools=_toolset())
+        server.push(called)
+        await turn(service, server, 1, tools=_toolset())
+        await turn(service, server, 2, tools=_toolset())
+    first_0, first_1, follow_up_1, first_2 = bodies(server)
+    assert extension_pattern([first_0, first_1, follow_up_1]) == [True, True]
+    assert extends(first_1, first_2)
+    assert b'"tool_choice": "auto"' in first_2
+    assert b'"tools": [{"type": "function", "name": "recall"' in first_2
 
 
 def test_extends_compares_bytes() -> None:

@@ -12,10 +12,13 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.core.conversation import ConversationService
+from bot.core.errors import StorageError
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
+from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
@@ -27,6 +30,7 @@ from bot.core.turns import Finished, TurnRunner
 from bot.frontend.answers import AnswerButtons
 from tests.support.fake_responses import FakeResponsesServer, SseStream, Wait, sse_stream
 from tests.support.recording_sink import RecordingSink
+from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_server import RedisServer
 from tests.support.virtual_time import run_virtual
 
@@ -34,7 +38,11 @@ T = TypeVar("T")
 KEY = ConversationKey("700", "701")
 OTHER = ConversationKey("700", "702")
 IO_GRACE = 0.05
+VIRTUAL_FOREVER = 3600
+"""Seconds of virtual time no scenario needs (a broken one still ends, in a minute or two)."""
 STOPPED = "-# ⏹️ Stopped."
+MODEL = "openai/gpt-4o-mini"
+"""The model the rig asks for, and the one the local Responses server says answered."""
 
 
 async def no_sleep(_seconds: float) -> None:
@@ -86,6 +94,8 @@ class Rig:
     store: HistoryStore
     last_answers: LastAnswers
     redis: aioredis.Redis
+    proxy: RedisProxy
+    inflight: InFlightAnswers | None = None
 
 
 def run_with_rig(
@@ -94,25 +104,47 @@ def run_with_rig(
     *,
     queue_depth: int = 5,
     prefs: type[Preferences] = Preferences,
+    inflight: bool = False,
 ) -> T:
-    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API."""
+    """Run `scenario` on virtual time with a TurnRunner on the test redis and a fake API.
+
+    The runner reaches Redis through a proxy the scenario can cut (`rig.proxy`)."""
 
     async def main() -> T:
-        redis = aioredis.Redis.from_url(redis_server.url)
+        proxy = RedisProxy(redis_server.port)
+        await proxy.start()
+        redis = aioredis.Redis.from_url(proxy.url)
         await redis.flushdb()
         try:
             async with FakeResponsesServer() as server, aiohttp.ClientSession() as session:
-                client = ResponsesClient(session, base_url=server.url, api_key="k", sleep=no_sleep)
+                # Real I/O slower than IO_GRACE lets virtual time run on (a loaded machine): the
+                # client's own timeouts are out of reach, so only the scenario decides the order.
+                client = ResponsesClient(
+                    session,
+                    base_url=server.url,
+                    api_key="k",
+                    sleep=no_sleep,
+                    first_byte_timeout=VIRTUAL_FOREVER,
+                    idle_timeout=VIRTUAL_FOREVER,
+                )
                 store = HistoryStore(redis, max_items=40, max_chars=40_000, ttl_seconds=600)
                 service = ConversationService(client, store, TurnLock(redis), max_output_tokens=256)
-                choices = prefs(redis, default_model="test/model", default_system="Be brief.")
+                choices = prefs(redis, default_model=MODEL, default_system="Be brief.")
                 last_answers = LastAnswers(redis)
+                records = InFlightAnswers(redis, process_id="runner") if inflight else None
                 runner = TurnRunner(
-                    service, choices, EditPacer(), last_answers, queue_depth=queue_depth
+                    service,
+                    choices,
+                    EditPacer(),
+                    last_answers,
+                    queue_depth=queue_depth,
+                    inflight=records,
                 )
-                return await scenario(Rig(runner, server, store, last_answers, redis))
+                rig = Rig(runner, server, store, last_answers, redis, proxy, records)
+                return await scenario(rig)
         finally:
             await redis.aclose()
+            await proxy.stop()
 
     return run_virtual(main(), io_grace=IO_GRACE)
 
@@ -201,12 +233,15 @@ def test_other_conversations_do_not_wait_for_each_other(redis_server: RedisServe
     async def scenario(rig: Rig) -> list[str]:
         release = asyncio.Event()
         rig.server.push(
-            held(["Slow."], release, "msg_slow"),
+            first_then_held("Slow", release, "msg_slow"),
             SseStream([sse_stream(["Quick."], message_id="msg_quick")]),
         )
         done: list[str] = []
         quick_done = asyncio.Event()
-        rig.runner.submit(KEY, job_of(rig, KEY, "slow", WatchedSink(channel="701"), done))
+        slow = WatchedSink(channel="701")
+        rig.runner.submit(KEY, job_of(rig, KEY, "slow", slow, done))
+        # The server hands out its answers in the order requests come: the slow one first.
+        await slow.wait_for(lambda: any("Slow" in c for c in slow.messages()))
         quick = WatchedSink(channel="702")
         rig.runner.submit(OTHER, job_of(rig, OTHER, "quick", quick, done, finished=quick_done))
         await quick_done.wait()
@@ -260,9 +295,9 @@ def test_shutdown_stops_every_streaming_answer_and_keeps_them(redis_server: Redi
         )
         sinks = {KEY: WatchedSink(channel="701"), OTHER: WatchedSink(channel="702")}
         done: list[str] = []
-        for key, sink in sinks.items():
+        # The server hands out its answers in the order requests come: one channel at a time.
+        for word, (key, sink) in zip(["Alpha", "Beta"], sinks.items(), strict=True):
             rig.runner.submit(key, job_of(rig, key, f"q {key.channel}", sink, done))
-        for word, sink in zip(["Alpha", "Beta"], sinks.values(), strict=True):
             await sink.wait_for(lambda s=sink, w=word: any(w in c for c in s.messages()))
         await rig.runner.shutdown()
         return {
@@ -344,3 +379,107 @@ def test_an_unexpected_failure_is_told_and_loses_stop(
     [record] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert record.exc_info is not None
     assert "broken preferences" in str(record.exc_info[1])
+
+
+def test_choices_in_force_shape_the_request_and_the_footer(redis_server: RedisServer) -> None:
+    """The reasoning, fallback and footer choices reach the request and the reply; `web` turns
+    web search on for that answer only; another model answering is named."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        prefs = Preferences(rig.redis, default_model=MODEL, default_system="Be brief.")
+        await prefs.set(KEY, "channel", "reasoning", "low")
+        await prefs.set(KEY, "channel", "fallbacks", "anthropic/claude-3.5-sonnet")
+        await prefs.set(KEY, "server", "footer", "on")
+        usage = {"input_tokens": 1200, "output_tokens": 30, "cost": 0.0025}
+        rig.server.push(
+            SseStream([sse_stream(["One."], usage=usage)]),
+            SseStream([sse_stream(["Two."], answered_by="anthropic/claude-3.5-sonnet")]),
+        )
+        sinks = [WatchedSink(channel="701"), WatchedSink(channel="701")]
+        await rig.runner.run(KEY, question("one"), asker_id=1, sink=sinks[0], web=True)
+        await rig.runner.run(KEY, question("two"), asker_id=1, sink=sinks[1])
+        return {
+            "bodies": [request.body for request in rig.server.requests],
+            "contents": [sink.messages() for sink in sinks],
+        }
+
+    result = run_with_rig(redis_server, scenario)
+    first, second = result["bodies"]
+    assert first["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert first["models"] == [MODEL, "anthropic/claude-3.5-sonnet"]
+    assert first["plugins"] == [{"id": "web", "max_results": 5}]
+    assert "plugins" not in second
+    assert first["instructions"] == second["instructions"]
+    assert result["contents"][0] == ["One.\n\n-# 1,200 in · 30 out · $0.0025"]
+    [two] = result["contents"][1]
+    assert two.startswith("Two.\n\n-# Answered by anthropic/claude-3.5-sonnet\n-# ")
+
+
+class UnreachablePreferences(Preferences):
+    """Choices whose store is down (Redis refusing connections)."""
+
+    async def effective(self, key: ConversationKey) -> dict[PrefName, Effective]:
+        """Fail as an unreachable Redis does."""
+        raise RedisConnectionError("Connection refused")
+
+
+def test_unreadable_choices_end_the_answer_with_a_storage_notice(
+    redis_server: RedisServer,
+) -> None:
+    """Choices that cannot be read: no request, the reply is the storage notice."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        sink = WatchedSink(channel="701")
+        answer = await rig.runner.run(KEY, question("hi"), asker_id=1, sink=sink)
+        return {
+            "messages": sink.messages(),
+            "crashed": answer.crashed,
+            "requests": len(rig.server.requests),
+        }
+
+    result = run_with_rig(redis_server, scenario, prefs=UnreachablePreferences)
+    assert result["messages"] == [f"-# ⚠️ {StorageError.default_user_message}"]
+    assert result["crashed"] is False
+    assert result["requests"] == 0
+
+
+def test_an_answer_that_could_not_be_stored_says_so_and_gets_no_regenerate(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is lost while the answer streams: its last line says it was not saved, it gets no
+    Regenerate and is not remembered as the latest answer; the question stored at the start
+    stays."""
+
+    async def scenario(rig: Rig) -> dict[str, Any]:
+        release = asyncio.Event()
+        rig.server.push(first_then_held("Partial", release, "msg_lost"))
+        sink = WatchedSink(channel="701")
+        buttons = AnswerButtons(rig.runner, rig.last_answers, EditPacer(), lambda _id: None)
+        finished = asyncio.Event()
+
+        async def job() -> None:
+            await rig.runner.run(
+                KEY, question("hi"), asker_id=1, sink=sink, finish=buttons.finisher(sink)
+            )
+            finished.set()
+
+        rig.runner.submit(KEY, job)
+        await sink.wait_for(lambda: any("Partial" in c for c in sink.messages()))
+        await rig.proxy.cut()
+        release.set()
+        await finished.wait()
+        rig.proxy.restore()
+        return {
+            "messages": sink.messages(),
+            "views": sink.views,
+            "latest": await rig.last_answers.get(KEY),
+            "history": [(i.role, i.text) for i in await rig.store.load(KEY)],
+        }
+
+    result = run_with_rig(redis_server, scenario)
+    assert result["messages"] == [
+        "Partial and more\n\n-# ⚠️ This answer could not be saved, so I won't remember it."
+    ]
+    assert result["views"] == [("701-0", None)]
+    assert result["latest"] is None
+    assert result["history"] == [("user", "hi")]

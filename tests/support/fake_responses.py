@@ -5,7 +5,8 @@ body that is not SSE) or an `SseStream` (a 200 whose body is given as byte chunk
 steps the test releases through an asyncio.Event, `HANG` to stall forever, `ABORT` to cut the
 connection). Every request's headers and JSON body are recorded in `.requests`.
 GET /models answers OpenRouter's model list shape with the ids in `.models`, each with
-`architecture.input_modalities` when `.modalities` names it.
+`architecture.input_modalities` when `.modalities` names it and `context_length` when
+`.context_lengths` does.
 
     async with FakeResponsesServer([SseStream([sse_stream(["Hel", "lo"])])]) as server:
         client = ResponsesClient(session, base_url=server.url, api_key="k")
@@ -279,6 +280,96 @@ def _final_events(
     return [{"type": final_type, "response": _response("completed", model, [item], usage)}]
 
 
+@dataclass(frozen=True)
+class ScriptedCall:
+    """A function call a scripted answer makes: its arguments streamed as `chunks`."""
+
+    call_id: str
+    name: str
+    chunks: Sequence[str]
+    item_id: str = ""
+
+    @property
+    def arguments(self) -> str:
+        """The whole argument text."""
+        return "".join(self.chunks)
+
+    def item(self, status: str) -> dict[str, Any]:
+        """The function_call output item, with its arguments once it is done."""
+        arguments = self.arguments if status == "completed" else ""
+        return {
+            "type": "function_call",
+            "id": self.item_id or f"fc_{self.call_id}",
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": arguments,
+            "status": status,
+        }
+
+
+def tool_call_events(
+    calls: Sequence[ScriptedCall],
+    *,
+    text: Sequence[str] = (),
+    message_id: str = "msg_tmp_tools",
+    model: str = "openai/gpt-4o-mini",
+) -> list[dict[str, Any]]:
+    """Event payloads of a round that calls tools: optional text first (a message item), then
+    each call's item, argument deltas and `.done` events, then response.completed."""
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("in_progress", model, [])}
+    ]
+    output: list[dict[str, Any]] = []
+    if text:
+        ref = {"item_id": message_id, "output_index": 0, "content_index": 0}
+        events.append(
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": _message_item(message_id, "in_progress", ""),
+            }
+        )
+        events += [{"type": "response.output_text.delta", **ref, "delta": d} for d in text]
+        done = _message_item(message_id, "completed", "".join(text))
+        events.append({"type": "response.output_item.done", "output_index": 0, "item": done})
+        output.append(done)
+    for call in calls:
+        index = len(output)
+        item_id = call.item("in_progress")["id"]
+        ref = {"item_id": item_id, "output_index": index}
+        events.append(
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": call.item("in_progress"),
+            }
+        )
+        events += [
+            {"type": "response.function_call_arguments.delta", **ref, "delta": chunk}
+            for chunk in call.chunks
+        ]
+        events.append(
+            {"type": "response.function_call_arguments.done", **ref, "arguments": call.arguments}
+        )
+        events.append(
+            {
+                "type": "response.output_item.done",
+                "output_index": index,
+                "item": call.item("completed"),
+            }
+        )
+        output.append(call.item("completed"))
+    events.append({"type": "response.completed", "response": _response("completed", model, output)})
+    return events
+
+
+def tool_call_stream(
+    calls: Sequence[ScriptedCall], *, text: Sequence[str] = (), message_id: str = "msg_tmp_tools"
+) -> SseStream:
+    """A whole streamed round that calls tools (see `tool_call_events`)."""
+    return SseStream([encode_events(tool_call_events(calls, text=text, message_id=message_id))])
+
+
 def sse_stream(
     deltas: Sequence[str],
     *,
@@ -313,6 +404,7 @@ class FakeResponsesServer:
         self.scripts: deque[Script] = deque(scripts)
         self.models: list[str] = list(models)
         self.modalities: dict[str, list[str]] = {}
+        self.context_lengths: dict[str, int] = {}
         self.api_key: str | None = None
         """When set, GET /key answers 401 to any other bearer key."""
         self.key_limit: float | None = None
@@ -359,12 +451,15 @@ class FakeResponsesServer:
 
     async def _list_models(self, request: web.Request) -> web.Response:
         """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`
-        (with `architecture.input_modalities` from `.modalities`)."""
+        (with `architecture.input_modalities` from `.modalities` and `context_length` from
+        `.context_lengths`)."""
         data: list[dict[str, Any]] = []
         for name in self.models:
             entry: dict[str, Any] = {"id": name}
             if name in self.modalities:
                 entry["architecture"] = {"input_modalities": self.modalities[name]}
+            if name in self.context_lengths:
+                entry["context_length"] = self.context_lengths[name]
             data.append(entry)
         return web.json_response({"data": data})
 

@@ -92,3 +92,6 @@ def test_every_key_name_of_the_bot_comes_from_keys() -> None:
     assert keys.commands_hash("global") == "bot:commands:hash:global"
     assert keys.COMMANDS_SYNC_LOCK == "bot:commands:sync-lock"
     assert keys.handled_message(789) == "bot:handled:789"
+    assert key.inflight("ab12") == "{g:123:c:456}:inflight:ab12"
+    assert keys.INFLIGHT_INDEX == "bot:inflight"
+    assert keys.process_alive("p1") == "bot:process:p1:alive"

@@ -1,10 +1,11 @@
 """What every slash-command cog shares: the conversation of an interaction, the "servers only"
-refusal, and one sentence for any unexpected failure."""
+refusal, the Manage Server check and the words that clear a choice, and one sentence for any
+unexpected failure."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -15,6 +16,9 @@ from bot.core.keys import ConversationKey
 log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction[Any]
+ScopeChoice = Literal["channel", "server"]
+CLEAR_WORDS = {"default", "reset", "clear"}
+MODEL_SHOWN_CHARS = 200
 BUSY = "I'm busy with earlier messages in this channel; try again in a moment."
 FAILED = "Something went wrong on my side; please try again."
 
@@ -41,6 +45,31 @@ async def tell(interaction: Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True)
     else:
         await interaction.response.send_message(text, ephemeral=True)
+
+
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` characters with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_clear(value: str) -> bool:
+    """Whether a new value asks for the default back."""
+    return value.strip().lower() in CLEAR_WORDS
+
+
+def where(scope: ScopeChoice) -> str:
+    """The scope as a sentence names it."""
+    return "this channel" if scope == "channel" else "this server"
+
+
+async def may_change(interaction: Interaction, label: str) -> bool:
+    """Whether the user may change a choice (Manage Server); if not, they are told so."""
+    if interaction.permissions.manage_guild:
+        return True
+    await interaction.response.send_message(
+        f"Changing the {label} needs the Manage Server permission.", ephemeral=True
+    )
+    return False
 
 
 class CommandCog(commands.Cog):

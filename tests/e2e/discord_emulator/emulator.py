@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -12,13 +13,37 @@ from aiohttp import web
 from tests.e2e.discord_emulator.gateway import MESSAGE_CONTENT_INTENT, Gateway, GatewayOptions
 from tests.e2e.discord_emulator.interactions import InteractionRecord, Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import SEND_MESSAGES, Channel, Clock, Message, User, iso
+from tests.e2e.discord_emulator.model import (
+    PRIVATE_THREAD,
+    SEND_MESSAGES,
+    Channel,
+    Clock,
+    Message,
+    Role,
+    User,
+    iso,
+)
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter
 from tests.e2e.discord_emulator.rest import API_PREFIX, RestApi, RestCall
 from tests.e2e.discord_emulator.world import World
 
 DEFAULT_TOKEN = "emulated.bot.token"
 OPTION_TYPES_WITH_USERS = (6, 9)
+ATTACHMENT_OPTION = 11
+SUB_COMMAND = 1
+CHANNEL_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE", "THREAD_CREATE", "THREAD_UPDATE")
+"""Events Discord sends a bot only about channels and threads it can view."""
+
+
+def overwrite(target: Role | User, *, allow: int = 0, deny: int = 0) -> dict[str, Any]:
+    """A channel permission overwrite for a role (type 0) or a member (type 1)."""
+    kind = 1 if isinstance(target, User) else 0
+    return {"id": str(target.id), "type": kind, "allow": str(allow), "deny": str(deny)}
+
+
+def _guess_type(filename: str) -> str | None:
+    """The content type Discord would give a file of this name (None when it has no guess)."""
+    return mimetypes.guess_type(filename)[0]
 
 
 class DiscordEmulator:
@@ -55,6 +80,8 @@ class DiscordEmulator:
         self.attachment_files: dict[int, bytes] = {}
         self.attachment_downloads: list[int] = []
         """Ids of the attachments the bot downloaded, in order."""
+        self.expired_downloads: list[int] = []
+        """Ids of the attachments asked for with an expired (or unsigned) URL: answered 404."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -130,6 +157,38 @@ class DiscordEmulator:
         else:
             self.rest.forbidden_channels.discard(channel_id)
         await self._dispatch("CHANNEL_UPDATE", channel.payload(channel.guild_id))
+
+    async def add_role(self, name: str, permissions: int = 0) -> Role:
+        """A server admin creates a role; dispatches GUILD_ROLE_CREATE."""
+        role = self.world.add_role(name, permissions, position=1)
+        data = {"guild_id": str(self.world.guild_id), "role": role.payload()}
+        await self._dispatch("GUILD_ROLE_CREATE", data)
+        return role
+
+    def add_user(self, name: str, role_names: list[str] | None = None) -> User:
+        """Someone joins the server with the named roles (no event: the bot has no members
+        intent; messages and interactions carry the member's roles)."""
+        return self.world.add_user(name, role_names)
+
+    async def create_channel(
+        self, name: str, overwrites: list[dict[str, Any]] | None = None
+    ) -> Channel:
+        """A server admin creates a text channel with these overwrites (see `overwrite`);
+        dispatches CHANNEL_CREATE."""
+        channel = self.world.add_channel(name)
+        channel.overwrites = list(overwrites or [])
+        await self._dispatch("CHANNEL_CREATE", channel.payload(self.world.guild_id))
+        return channel
+
+    async def set_overwrites(self, channel_id: int, overwrites: list[dict[str, Any]]) -> None:
+        """A server admin replaces a channel's overwrites; dispatches CHANNEL_UPDATE."""
+        channel = self.store.channel(channel_id)
+        channel.overwrites = list(overwrites)
+        await self._dispatch("CHANNEL_UPDATE", channel.payload(self.world.guild_id))
+
+    def bot_role(self) -> Role:
+        """The bot's own managed role."""
+        return next(r for r in self.world.roles.values() if r.bot_id == self.world.bot.id)
 
     async def lock_thread(self, thread_id: int) -> None:
         """A moderator archives and locks a thread: the bot's sends and edits there get 50083."""
@@ -253,13 +312,24 @@ class DiscordEmulator:
 
     async def _dispatch(self, event: str, data: Any, *, shard: int | None = None) -> None:
         """Send a gateway event to the sessions of its server's shard (or of `shard`), hiding
-        content from clients without the message content intent."""
+        content from clients without the message content intent; events of a channel or thread
+        the bot cannot view are not sent (as on Discord)."""
+        if event in CHANNEL_EVENTS and not self._bot_sees(data):
+            await self._notify()
+            return
         for session in self.gateway.receivers(data, shard=shard):
             payload = data
             if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
                 payload = self._as_seen_by(data, session.intents or 0)
             await session.dispatch(event, payload)
         await self._notify()
+
+    def _bot_sees(self, data: dict[str, Any]) -> bool:
+        """Whether the bot may view the channel or thread an event is about."""
+        channel_id = int(data["channel_id"] if "channel_id" in data else data["id"])
+        if channel_id not in self.world.channels:
+            return True
+        return self.world.can_view(self.world.bot.id, channel_id)
 
     def _as_seen_by(self, message: dict[str, Any], intents: int) -> dict[str, Any]:
         """Without the message content intent, content is empty unless the bot is mentioned."""
@@ -279,7 +349,10 @@ class DiscordEmulator:
         attachments: list[tuple[str, bytes]] | None = None,
         mentions: list[User] | None = None,
     ) -> dict[str, Any]:
-        """A user posts in a channel or thread: dispatches MESSAGE_CREATE, returns its payload."""
+        """A user posts in a channel or thread: dispatches MESSAGE_CREATE, returns its payload.
+
+        Attachments get the content type their names suggest and signed URLs (see
+        `signed_attachment`); their bytes are served until the URL expires."""
         user = self.user(author) if isinstance(author, str) else author
         channel = self.store.channel(channel_id)
         body: dict[str, Any] = {"content": content}
@@ -290,7 +363,7 @@ class DiscordEmulator:
             body,
             user,
             files=[
-                {"filename": name, "size": len(data), "content_type": None}
+                {"filename": name, "size": len(data), "content_type": _guess_type(name)}
                 for name, data in attachments or []
             ],
             allow_empty=True,
@@ -304,19 +377,76 @@ class DiscordEmulator:
         for attachment, (_, data) in zip(message.attachments, uploads, strict=True):
             self.attachment_files[int(attachment["id"])] = data
 
+    def upload_attachment(self, filename: str, data: bytes) -> dict[str, Any]:
+        """A file a user attaches to a slash command's attachment option (it belongs to no
+        message); pass the returned object as that option's value."""
+        attachment = self.store.attachments(
+            [{"filename": filename, "size": len(data), "content_type": _guess_type(filename)}]
+        )[0]
+        self.attachment_files[int(attachment["id"])] = data
+        return attachment
+
+    async def delete_message(self, message_id: int) -> None:
+        """A user (or a moderator) deletes a message: dispatches MESSAGE_DELETE; its attachments
+        are no longer served."""
+        message = self.world.messages[message_id]
+        await self.store.delete(message)
+        for attachment in message.attachments:
+            self.attachment_files.pop(int(attachment["id"]), None)
+
     async def _serve_attachment(self, request: web.Request) -> web.Response:
-        """GET /attachments/{id}/{filename}: an injected attachment's bytes."""
+        """GET /attachments/{id}/{filename}?ex=...: an attachment's bytes while its signed URL
+        holds; 404 once `ex` (hex unix time on the emulator's clock) has passed, as on Discord."""
         attachment_id = int(request.match_info["attachment_id"])
         data = self.attachment_files.get(attachment_id)
         if data is None:
             raise web.HTTPNotFound
+        try:
+            expires = int(request.query.get("ex", "0"), 16)
+        except ValueError:
+            expires = 0
+        if expires <= self.clock.wall().timestamp():
+            self.expired_downloads.append(attachment_id)
+            raise web.HTTPNotFound(text="This content is no longer available.")
         self.attachment_downloads.append(attachment_id)
         return web.Response(body=data, content_type="application/octet-stream")
 
-    async def create_user_thread(self, parent_id: int, name: str, owner: User | str) -> Channel:
-        """A user starts a thread (without a starter message); dispatches THREAD_CREATE."""
+    async def create_user_thread(
+        self,
+        parent_id: int,
+        name: str,
+        owner: User | str,
+        *,
+        private: bool = False,
+        members: list[User | str] | None = None,
+    ) -> Channel:
+        """A user starts a thread (without a starter message); dispatches THREAD_CREATE (for a
+        private thread, only if the bot is one of its `members`)."""
         user = self.user(owner) if isinstance(owner, str) else owner
-        return await self.store.create_thread(parent_id, {"name": name}, user, None)
+        body: dict[str, Any] = {"name": name}
+        if private:
+            body["type"] = PRIVATE_THREAD
+        invited = [self.user(m) if isinstance(m, str) else m for m in members or []]
+        return await self.store.create_thread(parent_id, body, user, None, members=invited)
+
+    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
+        """A moderator purges messages; dispatches one MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            self.world.messages[message_id].deleted = True
+        event = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(self.world.guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", event)
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Its author edits a message; dispatches MESSAGE_UPDATE with the whole new message."""
+        await self.store.edit(self.world.messages[message_id], {"content": content})
+
+    async def remove_bot_from_guild(self) -> None:
+        """The server kicks the bot: dispatches GUILD_DELETE without `unavailable`."""
+        await self._dispatch("GUILD_DELETE", {"id": str(self.world.guild_id)})
 
     async def inject_interaction(
         self,
@@ -326,19 +456,29 @@ class DiscordEmulator:
         user: User | str,
         channel_id: int,
         age: float = 0.0,
+        subcommand: str | None = None,
     ) -> InteractionRecord:
         """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2).
+        `subcommand` names one of a group's commands (`options` are then that one's).
 
         `age` back-dates the interaction (its snowflake and its token's 15 minutes) by that many
-        seconds, so a bot on the real clock reaches the token's expiry soon after.
+        seconds, so a bot on the real clock reaches the token's expiry soon after. With
+        `subcommand`, the options are that subcommand's (a command group such as /access).
+        Users, roles and channels given as option values are sent resolved, as Discord does.
         """
         member = self.user(user) if isinstance(user, str) else user
         command = self._synced_command(command_name)
         data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
-        if options:
-            data["options"], resolved = self._options(command, options)
+        definition = command
+        if subcommand is not None:
+            definition = next(o for o in command["options"] if o["name"] == subcommand)
+        if options or subcommand is not None:
+            sent, resolved = self._options(definition, options or {})
+            if subcommand is not None:
+                sent = [{"name": subcommand, "type": SUB_COMMAND, "options": sent}]
+            data["options"] = sent
             if resolved:
                 data["resolved"] = resolved
         record = self.interactions.new_record(2, member, channel_id, data, age=age)
@@ -382,17 +522,29 @@ class DiscordEmulator:
     def _options(
         self, command: dict[str, Any], values: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Typed option values as Discord sends them, with resolved users for user options."""
+        """Typed option values as Discord sends them, with resolved users, roles and channels."""
         types = {option["name"]: option["type"] for option in command.get("options", [])}
-        options, users, members = [], {}, {}
+        options: list[dict[str, Any]] = []
+        resolved: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             kind = types.get(name, 3)
+            sent = value
             if isinstance(value, User):
-                users[str(value.id)] = value.payload()
-                members[str(value.id)] = self.world.members[value.id].payload(with_user=False)
-            sent = str(value.id) if isinstance(value, User) else value
+                resolved.setdefault("users", {})[str(value.id)] = value.payload()
+                member = self.world.members[value.id].payload(with_user=False)
+                resolved.setdefault("members", {})[str(value.id)] = member
+            elif isinstance(value, Role):
+                resolved.setdefault("roles", {})[str(value.id)] = value.payload()
+            elif isinstance(value, Channel):
+                channel = value.payload(self.world.guild_id) | {"permissions": str((1 << 53) - 1)}
+                resolved.setdefault("channels", {})[str(value.id)] = channel
+            elif kind == ATTACHMENT_OPTION:  # an object from upload_attachment
+                attachment = self.world.signed_attachment(value)
+                resolved.setdefault("attachments", {})[value["id"]] = attachment
+                sent = value["id"]
+            if isinstance(value, User | Role | Channel):
+                sent = str(value.id)
             options.append({"name": name, "type": kind, "value": sent})
-        resolved = {"users": users, "members": members} if users else {}
         return options, resolved
 
     async def inject_component(

@@ -82,10 +82,10 @@ class Interactions:
             "channel_id": str(channel.id),
             "channel": channel.payload(guild_id),
             "member": self.world.members[user.id].payload()
-            | {"permissions": str(self.world.permissions_of(user.id, guild_id))},
+            | {"permissions": str(self.world.channel_permissions(user.id, channel.id))},
             "token": token,
             "version": 1,
-            "app_permissions": str(self.world.permissions_of(self.world.bot.id, guild_id)),
+            "app_permissions": str(self.world.channel_permissions(self.world.bot.id, channel.id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -245,8 +245,9 @@ class Interactions:
         """POST /webhooks/{app}/{token}: the first after a defer fills the thinking message."""
         if record.callback_type is None:
             raise errors.unknown_webhook()
-        if record.deferred_and_unfilled:
-            return await self.edit_message(record, self.original(record), body, files)
+        deferred = self.world.messages.get(record.original_message_id or 0)
+        if record.deferred_and_unfilled and deferred is not None and not deferred.deleted:
+            return await self.edit_message(record, deferred, body, files)
         message = await self.store.create(
             record.channel_id,
             body,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tests.e2e.discord_emulator import errors
-from tests.e2e.discord_emulator.model import SUPPRESS_EMBEDS_FLAG, Channel, Edit, Message, User
+from tests.e2e.discord_emulator.model import (
+    PRIVATE_THREAD,
+    SUPPRESS_EMBEDS_FLAG,
+    Channel,
+    Edit,
+    Message,
+    User,
+)
 from tests.e2e.discord_emulator.world import World
 
 Dispatch = Callable[[str, Any], Awaitable[None]]
@@ -104,7 +111,7 @@ class MessageStore:
             flags=int(body.get("flags") or 0),
             embeds=list(body.get("embeds") or []),
             components=list(body.get("components") or []),
-            attachments=self._attachments(files or []),
+            attachments=self.attachments(files or []),
             message_reference=reference,
             allowed_mentions=body.get("allowed_mentions"),
             interaction_id=interaction_id,
@@ -131,7 +138,7 @@ class MessageStore:
             wanted = int(body["flags"]) & SUPPRESS_EMBEDS_FLAG
             message.flags = (message.flags & ~SUPPRESS_EMBEDS_FLAG) | wanted
         if files:
-            message.attachments = message.attachments + self._attachments(files)
+            message.attachments = message.attachments + self.attachments(files)
         message.allowed_mentions = body.get("allowed_mentions")
         replied_to = self._replied_to(message)
         self.world.resolve_mentions(message, body.get("allowed_mentions"), replied_to)
@@ -179,8 +186,8 @@ class MessageStore:
             return None
         return self.world.messages.get(int(message.message_reference["message_id"]))
 
-    def _attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Attachment objects for uploaded files."""
+    def attachments(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Attachment objects for uploaded files (URLs unsigned: payloads sign them)."""
         result = []
         for upload in files:
             attachment_id = self.world.snowflakes.next()
@@ -204,9 +211,16 @@ class MessageStore:
             channel.archived = False
 
     async def create_thread(
-        self, parent_id: int, body: dict[str, Any], owner: User, starter: Message | None
+        self,
+        parent_id: int,
+        body: dict[str, Any],
+        owner: User,
+        starter: Message | None,
+        *,
+        members: Sequence[User] = (),
     ) -> Channel:
-        """Validate and create a public thread (from a message when starter is given)."""
+        """Validate and create a thread (from a message when starter is given); type 12 in the
+        body makes a private one, whose members are its owner and `members`."""
         parent = self.channel(parent_id)
         if parent.is_thread:
             raise errors.DiscordError(400, 50024, "Cannot execute action on this channel type")
@@ -225,8 +239,13 @@ class MessageStore:
                 400, 160004, "A thread has already been created for this message"
             )
         thread = self.world.add_thread(
-            parent.id, name, owner, thread_id=starter.id if starter else None
+            parent.id,
+            name,
+            owner,
+            thread_id=starter.id if starter else None,
+            private=body.get("type") == PRIVATE_THREAD,
         )
+        thread.member_ids |= {member.id for member in members if thread.type == PRIVATE_THREAD}
         thread.auto_archive_duration = duration
         if starter is not None:
             starter.thread_id = thread.id

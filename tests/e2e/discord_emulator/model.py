@@ -11,6 +11,9 @@ from typing import Any
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
+ADMINISTRATOR = 1 << 3
+MANAGE_THREADS = 1 << 34
+ALL_PERMISSIONS = (1 << 53) - 1
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 MANAGE_MESSAGES = 1 << 13
@@ -34,6 +37,7 @@ EVERYONE_PERMISSIONS = (
 
 TEXT_CHANNEL = 0
 PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
 EPHEMERAL_FLAG = 1 << 6
 LOADING_FLAG = 1 << 7
 SUPPRESS_EMBEDS_FLAG = 1 << 2
@@ -188,7 +192,8 @@ class Member:
 
 @dataclass
 class Channel:
-    """A text channel or a public thread (a thread has a parent and thread metadata)."""
+    """A text channel or a thread (a thread has a parent and thread metadata; a private
+    thread also its members)."""
 
     id: int
     name: str
@@ -204,6 +209,7 @@ class Channel:
     overwrites: list[dict[str, Any]] = field(default_factory=list)
     guild_id: int = 0
     """The server the channel is in (set by the world)."""
+    member_ids: set[int] = field(default_factory=set)
 
     @property
     def is_thread(self) -> bool:

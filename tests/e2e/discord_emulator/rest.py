@@ -14,7 +14,12 @@ from aiohttp import BodyPartReader, web
 from tests.e2e.discord_emulator import errors
 from tests.e2e.discord_emulator.interactions import Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import Message
+from tests.e2e.discord_emulator.model import (
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    Message,
+)
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter, rate_limit_headers
 from tests.e2e.discord_emulator.world import World
 
@@ -247,7 +252,11 @@ class RestApi:
     def _limit(self, channel_id: int, call: Call) -> None:
         """Refuse a create/edit the bot may not make; count it; raise 429 when limited."""
         channel = self.store.channel(channel_id)
-        if channel_id in self.forbidden_channels:
+        bits = self.world.channel_permissions(self.world.bot.id, channel_id)
+        if not bits & VIEW_CHANNEL:
+            raise errors.DiscordError(403, 50001, "Missing Access")
+        needed = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
+        if channel_id in self.forbidden_channels or not bits & needed:
             raise errors.missing_permissions()
         if channel.is_thread and channel.archived and channel.locked:
             raise errors.thread_archived()

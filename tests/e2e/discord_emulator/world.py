@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.e2e.discord_emulator.model import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
     CREATE_PUBLIC_THREADS,
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
     MANAGE_MESSAGES,
+    MANAGE_THREADS,
+    PRIVATE_THREAD,
     PUBLIC_THREAD,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -25,6 +29,9 @@ from tests.e2e.discord_emulator.model import (
     iso,
     parse_mentions,
 )
+
+ATTACHMENT_URL_SECONDS = 24 * 3600
+"""How long a signed attachment URL works (`ex`, as on Discord's CDN: about a day)."""
 
 BOT_ROLE_PERMISSIONS = (
     VIEW_CHANNEL
@@ -147,17 +154,25 @@ class World:
         return channel
 
     def add_thread(
-        self, parent_id: int, name: str, owner: User, *, thread_id: int | None = None
+        self,
+        parent_id: int,
+        name: str,
+        owner: User,
+        *,
+        thread_id: int | None = None,
+        private: bool = False,
     ) -> Channel:
-        """Create a public thread under a text channel (with the starter message's id if any)."""
+        """Create a thread under a text channel (with the starter message's id if any); a
+        private one has its owner as its first member."""
         thread = Channel(
             thread_id or self.snowflakes.next(),
             name,
-            type=PUBLIC_THREAD,
+            type=PRIVATE_THREAD if private else PUBLIC_THREAD,
             parent_id=parent_id,
             owner_id=owner.id,
             created_at=self.clock.wall(),
             guild_id=self.guild_of(parent_id),
+            member_ids={owner.id} if private else set(),
         )
         self.channels[thread.id] = thread
         return thread
@@ -168,9 +183,48 @@ class World:
         bits = self.roles[guild_id or self.guild_id].permissions
         for role_id in member.role_ids:
             bits |= self.roles[role_id].permissions
-        if user_id == self.owner_id or bits & (1 << 3):
-            return (1 << 53) - 1
+        if user_id == self.owner_id or bits & ADMINISTRATOR:
+            return ALL_PERMISSIONS
         return bits
+
+    def channel_permissions(self, user_id: int, channel_id: int) -> int:
+        """A member's permission bits in a channel, as Discord computes them: the guild-level
+        bits, then the channel's @everyone overwrite, then its role overwrites together, then
+        the member's own; without View Channel, none. A thread uses its parent's; a private
+        thread is visible only to its members and to Manage Threads."""
+        guild_id = self.guild_of(channel_id)
+        bits = self.permissions_of(user_id, guild_id)
+        if bits == ALL_PERMISSIONS:
+            return bits
+        channel = self.channels[channel_id]
+        if channel.is_thread and channel.parent_id is not None:
+            bits = self.channel_permissions(user_id, channel.parent_id)
+            private = channel.type == PRIVATE_THREAD
+            if private and user_id not in channel.member_ids and not bits & MANAGE_THREADS:
+                return 0
+            return bits
+        overwrites = {int(o["id"]): o for o in channel.overwrites}
+        everyone = overwrites.get(guild_id)
+        if everyone is not None:
+            bits = (bits & ~int(everyone["deny"])) | int(everyone["allow"])
+        roles = [
+            overwrites[role_id]
+            for role_id in self.members[user_id].role_ids
+            if role_id in overwrites and role_id != guild_id
+        ]
+        denied = allowed = 0
+        for overwrite in roles:
+            denied |= int(overwrite["deny"])
+            allowed |= int(overwrite["allow"])
+        bits = (bits & ~denied) | allowed
+        own = overwrites.get(user_id)
+        if own is not None and int(own.get("type", 1)) == 1:
+            bits = (bits & ~int(own["deny"])) | int(own["allow"])
+        return bits if bits & VIEW_CHANNEL else 0
+
+    def can_view(self, user_id: int, channel_id: int) -> bool:
+        """Whether a member may view a channel or thread now."""
+        return bool(self.channel_permissions(user_id, channel_id) & VIEW_CHANNEL)
 
     def user(self, user_id: int) -> User:
         """A known user by id."""
@@ -206,7 +260,7 @@ class World:
             "mention_everyone": message.mention_everyone,
             "mentions": [self._mention_payload(user) for user in message.mentions],
             "mention_roles": [str(role_id) for role_id in message.mention_roles],
-            "attachments": message.attachments,
+            "attachments": [self.signed_attachment(a) for a in message.attachments],
             "embeds": message.embeds,
             "components": message.components,
             "pinned": False,
@@ -219,6 +273,16 @@ class World:
             if message.author.id in self.members and message.webhook_id is None:
                 data["member"] = self.members[message.author.id].payload(with_user=False)
         return data
+
+    def signed_attachment(self, attachment: dict[str, Any]) -> dict[str, Any]:
+        """An attachment object whose URLs are signed now: `ex` (hex unix time) is when they
+        stop working, as on Discord, so every payload carries fresh ones."""
+        issued = int(self.clock.wall().timestamp())
+        query = f"?ex={issued + ATTACHMENT_URL_SECONDS:x}&is={issued:x}"
+        return attachment | {
+            "url": attachment["url"] + query,
+            "proxy_url": attachment["proxy_url"] + query,
+        }
 
     def _add_optional_fields(self, message: Message, data: dict[str, Any]) -> None:
         """Reference, referenced message, webhook id and thread, when the message has them."""

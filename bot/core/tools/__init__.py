@@ -1,0 +1,1 @@
+"""Function tools the model may call during an answer: the registry, the loop, and the tools."""
