@@ -95,8 +95,17 @@ def viewer_of(guild: discord.Guild, member: discord.Member) -> Viewer:
 
 
 def interaction_context(interaction: discord.Interaction[Any]) -> ToolContext | None:
-    """The turn context of a slash command used in a server channel or thread (else None)."""
+    """The turn context of a slash command or button used in a server channel or thread; None
+    elsewhere, and where this process does not hold the server (another shard's: its channel is
+    not cached, so its visibility cannot be told, and that process answers without tools)."""
     channel = interaction.channel
+    guild = interaction.guild
+    if (
+        guild is None
+        or guild.default_role is None
+        or guild.get_channel_or_thread(getattr(channel, "id", 0)) is None
+    ):
+        return None
     if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
         return tool_context(channel, interaction.user)
     return None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.core.labels import speaker_tag
 from tests.e2e.bot_process import BotProcess, bot_env
 from tests.e2e.conftest import assert_clean_log
 from tests.e2e.discord_emulator import DiscordEmulator
@@ -139,6 +140,7 @@ async def test_each_shard_answers_its_own_servers_once_and_in_order(shards: Shar
     emu, mention = shards.emu, shards.emu.bot_user.mention
     shards.llm.reset([answer([f"a{n}"], pace=0.05) for n in range(8)])
     asked: dict[int, list[int]] = {}
+    alice = f"[Alice {speaker_tag(str(emu.user('alice').id))}]"
     for shard in (0, 1):
         channel = shards.channel(shard, 0)
         asked[shard] = [
@@ -160,9 +162,9 @@ async def test_each_shard_answers_its_own_servers_once_and_in_order(shards: Shar
             for request in shards.llm.requests
             if request.path.endswith("/responses")
             for text in input_texts(request)[-1:]
-            if text.startswith(f"[Alice]: s{shard} ")
+            if text.startswith(f"{alice}: s{shard} ")
         ]
-        assert questions == [f"[Alice]: s{shard} q{n}" for n in range(4)]
+        assert questions == [f"{alice}: s{shard} q{n}" for n in range(4)]
     zero, one = (answered_in(bot) for bot in shards.bots)
     assert str(shards.channel(0, 0).id) in zero - one
     assert str(shards.channel(1, 0).id) in one - zero
