@@ -21,15 +21,16 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --quiet -e '.[dev]'
 	@touch $@ $(STAMP)
 
-# redis-server must be on PATH: install Debian's package when we are root, else say how.
+# redis-server and redis-cli (the tests build a Redis Cluster with it) must be on PATH: install
+# Debian's packages when we are root, else say how.
 redis-server:
-	@command -v redis-server >/dev/null || { \
+	@{ command -v redis-server && command -v redis-cli; } >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "Installing redis-server (Debian package)..."; \
+	    echo "Installing redis-server and redis-tools (Debian packages)..."; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else \
-	    echo "redis-server is missing: install it (sudo apt-get install redis-server) and run make again." >&2; \
+	    echo "redis-server or redis-cli is missing: install them (sudo apt-get install redis-server redis-tools) and run make again." >&2; \
 	    exit 1; \
 	  fi; }
 

@@ -6,7 +6,8 @@ Responses event parser), `HistoryStore` latencies, server-memory recall on 1,000
 (bench_recall), the renderer's hot path, memory (per-key
 state in the process after 10,000 conversations; Redis memory per full conversation), prompt
 caching (bench_cache: how often a 100-turn conversation's request extends the previous one, and
-the input characters per turn) and live replies under load in real time (bench_live, ~50 s).
+the input characters per turn) and live replies under load in real time (bench_live, ~50 s),
+then 200 answers at once in one process (CPU, peak RSS, staleness, requests, would-be 429s).
 Redis work uses the bench's own redis-server on a free port, never the REDIS_URL of a .env.
 """
 
@@ -185,6 +186,8 @@ def main() -> None:
     print_table("Prompt caching: a 100-turn conversation", cache)
     sys.stdout.flush()
     bench_live.main()
+    print()
+    bench_live.load_main()
 
 
 if __name__ == "__main__":

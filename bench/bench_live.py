@@ -8,14 +8,24 @@ alone with `python -m bench.bench_live`. Token `i` is the word
 Reported per scenario (a column): time to first visible text, the lag between a token's arrival
 and the request that first shows it, updates per second, the most requests any rate-limit bucket
 got in a 5 s window, and the global request rate.
+
+Then the same at scale (`python -m bench.bench_live load` runs only this part): LOAD_ANSWERS
+answers streaming at once in one process, one per channel, with the CPU seconds and the peak RSS
+of the process during the run, staleness (the lag, and the longest time a reply went without an
+update), requests per bucket and globally, and how many requests Discord's limits (5 per 5 s
+per channel, 50 per second globally) would have answered with 429.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import re
+import resource
 import statistics
+import sys
+import time as clock
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +40,11 @@ FIRST_TOKEN_SECONDS = 0.5
 """The model's time to first token; the reply shows typing meanwhile."""
 LATENCY_SECONDS = (0.05, 0.15)
 BUCKET_WINDOW = 5.0
+LOAD_ANSWERS = 200
+DISCORD_BUCKET_LIMIT = 5
+"""Message creates and edits Discord allows per channel per BUCKET_WINDOW."""
+DISCORD_GLOBAL_PER_SECOND = 50
+RSS_SAMPLE_SECONDS = 0.05
 SEED = 7
 _WORD = re.compile(r"w(\d+)")
 
@@ -290,5 +305,129 @@ def main(scenarios: Sequence[Scenario] = SCENARIOS) -> None:
     print_metric_table("metric", [s.name for s in scenarios], metric_rows(stats))
 
 
+def refused(times: Sequence[float], limit: int, window: float) -> int:
+    """How many requests a fixed-window limit of `limit` per `window` s would refuse (429).
+
+    Windows start at a bucket's first request after the previous window ended, as Discord's
+    do; a refused request does not count against the window (it would be retried later).
+    """
+    count, started, used = 0, float("-inf"), 0
+    for at in sorted(times):
+        if at - started >= window:
+            started, used = at, 0
+        if used >= limit:
+            count += 1
+        else:
+            used += 1
+    return count
+
+
+def longest_gap(trace: AnswerTrace) -> float:
+    """The longest time between two updates of one reply, from its first token to its end."""
+    times = [trace.started, *(at for at, _ in trace.shown)]
+    return max(later - earlier for earlier, later in itertools.pairwise(times))
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux /proc), in bytes."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize()
+
+
+@dataclass
+class LoadRun:
+    """One scale run: its traces and requests, CPU seconds, wall seconds and RSS."""
+
+    traces: list[AnswerTrace]
+    requests: list[tuple[float, str]]
+    cpu_seconds: float
+    wall_seconds: float
+    rss_before: int
+    rss_peak: int
+
+
+async def run_load(answers: int) -> LoadRun:
+    """Run `answers` answers at once, one per channel, sampling the RSS while they stream."""
+    peak = before = rss_bytes()
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_bytes())
+            await asyncio.sleep(RSS_SAMPLE_SECONDS)
+
+    sampler = asyncio.create_task(sample())
+    cpu, wall = clock.process_time(), clock.perf_counter()
+    traces, requests = await run_scenario(Scenario(f"{answers} ch", answers))
+    cpu, wall = clock.process_time() - cpu, clock.perf_counter() - wall
+    done.set()
+    await sampler
+    return LoadRun(traces, requests, cpu, wall, before, max(peak, rss_bytes()))
+
+
+def load_rows(run: LoadRun) -> list[MetricRow]:
+    """The scale table: cost in the process, staleness, requests and would-be 429s."""
+    stats = summarise(run.traces, run.requests)
+    gaps = [longest_gap(trace) for trace in run.traces]
+    message_times: defaultdict[str, list[float]] = defaultdict(list)
+    for at, bucket in run.requests:
+        if not bucket.endswith(":typing"):
+            message_times[bucket].append(at)
+    bucket_429 = sum(
+        refused(times, DISCORD_BUCKET_LIMIT, BUCKET_WINDOW) for times in message_times.values()
+    )
+    global_429 = refused([at for at, _ in run.requests], DISCORD_GLOBAL_PER_SECOND, 1.0)
+    mib = 1024 * 1024
+    rows = [
+        ("CPU seconds", f"{run.cpu_seconds:.1f}", f"in {run.wall_seconds:.1f} s of wall time "
+         f"({run.cpu_seconds / run.wall_seconds:.0%} of one core): renderers, pacer, sinks"),
+        ("peak RSS, MiB", f"{run.rss_peak / mib:.0f}",
+         f"the whole process, sampled every 50 ms ({(run.rss_peak - run.rss_before) / mib:+.0f} "
+         "MiB over the start of the run)"),
+        ("first visible text, s", median_worst(stats.first_visible),
+         "from the first token to the end of the first send (median/worst)"),
+        ("staleness: lag mean, s", median_worst(stats.lag_mean),
+         "per token: arrival to the end of the request that first shows it"),
+        ("staleness: lag p95, s", median_worst(stats.lag_p95),
+         "the same lag, 95th percentile over the answer's tokens"),
+        ("staleness: longest gap, s", median_worst(gaps),
+         "longest time a streaming reply went without an update"),
+        ("updates/s per answer", median_worst(stats.updates_per_second, worst_is_low=True),
+         "sends+edits of one answer per second"),
+        ("max req in 5 s/bucket", str(stats.bucket_peak),
+         "most message requests one channel got in a sliding 5 s window (Discord allows 5)"),
+        ("global req/s peak", str(stats.global_peak),
+         "most requests started in any sliding 1 s window (pacer allows 40, Discord 50)"),
+        ("global req/s mean", f"{stats.global_mean:.1f}", "all requests (typing included)"),
+        ("requests", str(len(run.requests)), "sends, edits and typing of all the answers"),
+        ("429s: per bucket", str(bucket_429),
+         "requests Discord's 5 per 5 s per channel would refuse (fixed windows)"),
+        ("429s: global", str(global_429),
+         "requests Discord's 50 per second per bot would refuse (fixed windows)"),
+    ]  # fmt: skip
+    return [MetricRow(name, [value], explains) for name, value, explains in rows]
+
+
+def load_main(answers: int = LOAD_ANSWERS) -> None:
+    """Run the scale scenario alone and print its table."""
+    run = asyncio.run(run_load(answers))
+    print(
+        f"Live replies at scale: {answers} answers streaming at once in one process, one per "
+        f"channel, {TOKENS_PER_SECOND} tokens/s for {STREAM_SECONDS} s each, one EditPacer"
+    )
+    print_metric_table("metric", [f"{answers} ch"], load_rows(run))
+    print(
+        "Two processes sharing one global budget: not measured yet; it needs the budget shared "
+        "through Redis (issue 12, item 5)."
+    )
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["load"]:
+        load_main()
+    else:
+        main()
+        print()
+        load_main()

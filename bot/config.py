@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_cluster: bool = False
 
     default_model: str = "openai/gpt-4o-mini"
     system_prompt: str = (
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     limit_admins: bool = False
     server_daily_tokens: int = Field(default=0, ge=0)
     server_daily_cost_usd: float = Field(default=0, ge=0, allow_inf_nan=False)
+    allow_dms: bool = False
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     image_history: int = Field(default=3, ge=0, le=20)
     reasoning_effort: str = ""
@@ -107,6 +109,39 @@ class Settings(BaseSettings):
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
     memory_enabled: bool = False
     memory_max_facts: int = Field(default=500, ge=1, le=100_000)
+
+    # Several processes (see deploy/README.md): Discord's shards, and the bot's share of its
+    # global 50 requests/s, which all processes of the bot take from together through Redis.
+    shard_count: int | None = Field(default=None, ge=1, le=10_000)
+    shard_ids: str = ""
+    discord_requests_per_second: int = Field(default=40, ge=1, le=50)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids(cls, value: str, info: ValidationInfo) -> str:
+        """Comma-separated shard numbers, below SHARD_COUNT (which must be set), each once."""
+        if not value.strip():
+            return ""
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs SHARD_COUNT too")
+        try:
+            ids = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be shard numbers separated by commas, e.g. 0,1") from None
+        if any(not 0 <= shard < count for shard in ids):
+            raise ValueError(f"each shard must be from 0 to {count - 1} (SHARD_COUNT - 1)")
+        if len(set(ids)) != len(ids):
+            raise ValueError("names a shard twice")
+        return ",".join(str(shard) for shard in sorted(ids))
+
+    @property
+    def shards(self) -> tuple[int, tuple[int, ...]]:
+        """(shard count, the shards this process runs): empty settings mean (1, (0,))."""
+        count = self.shard_count or 1
+        if not self.shard_ids:
+            return count, tuple(range(count))
+        return count, tuple(int(part) for part in self.shard_ids.split(","))
 
     @field_validator("openrouter_base_url", "discord_api_base", "discord_gateway_url")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 from redis.exceptions import RedisError
 
+from bot.core.context import EventSource, RetryShorter, fit_history, input_budget
 from bot.core.errors import LLMError
 from bot.core.events import (
     STOPPED_REASON,
@@ -28,7 +29,7 @@ from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.options import AnswerOptions
 from bot.core.responses import ResponsesClient
-from bot.core.tools.loop import EventSource, ToolLoop
+from bot.core.tools.loop import ToolLoop
 from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock
 
@@ -66,6 +67,8 @@ class TurnRequest:
     regenerate: bool = False
     images: ImageSource | None = None
     options: AnswerOptions = field(default_factory=AnswerOptions)
+    context_tokens: int | None = None
+    """The model's context length, when known: the history sent is cut to fit it."""
     tools: Toolset | None = None
 
 
@@ -133,24 +136,28 @@ class ConversationService:
                 failed = Failed(NothingToAnswerError("the turn has no input"))
                 on_event(failed)
                 return TurnResult(text="", final=failed)
+            budget = input_budget(turn.context_tokens, self.max_output_tokens, turn.instructions)
+            items = fit_history(items, budget)
             refs = [ref for item in items for ref in item.images]
             images = await resolve_images(refs, turn.images, limit=self.image_history)
-            request = self.client.build_request(
-                items,
-                instructions=turn.instructions,
-                model=turn.model,
-                max_output_tokens=self.max_output_tokens,
-                user_key=turn.user_key,
-                conversation_key=str(turn.key),
-                images=images,
-                options=turn.options,
-            )
+
+            def build(chosen: list[HistoryItem]) -> dict[str, Any]:
+                return self.client.build_request(
+                    chosen,
+                    instructions=turn.instructions,
+                    model=turn.model,
+                    max_output_tokens=self.max_output_tokens,
+                    user_key=turn.user_key,
+                    conversation_key=str(turn.key),
+                    images=images,
+                    options=turn.options,
+                )
+
+            shorter = RetryShorter(self.client, items, build)
             collected = _Collected(on_event)
-            source: EventSource = (
-                self.client if turn.tools is None else ToolLoop(self.client, turn.tools)
-            )
+            source: EventSource = shorter if turn.tools is None else ToolLoop(shorter, turn.tools)
             try:
-                await _stream_until_stopped(source, request, collected, stop)
+                await _stream_until_stopped(source, build(items), collected, stop)
             except Exception as exc:
                 # Shown as a failure, not as "stopped"; the caller logs the traceback.
                 collected(Failed(UnexpectedTurnError(repr(exc))))

@@ -57,7 +57,7 @@ class Completed:
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     notices: tuple[str, ...] = ()
-    """Lines shown below the answer besides the ones its kind brings (e.g. "not saved")."""
+    """Lines the bot adds under the answer (e.g. that earlier messages were left out)."""
 
 
 STOPPED_REASON = "stopped"
@@ -73,6 +73,7 @@ class Incomplete:
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class Failed:
     error: LLMError
     message_id: str | None = None
     notices: tuple[str, ...] = ()
+    """Lines the bot adds under the answer (see `Completed.notices`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,11 +40,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-import redis.asyncio as aioredis
-
 from bot.core.events import HistoryItem, ItemStatus, Role
 from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +457,7 @@ class HistoryStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         max_items: int,
         max_chars: int,
@@ -479,13 +478,13 @@ class HistoryStore:
         self.trim_to_chars = int(max_chars * trim_to)
         self._companion_keys = tuple(companion_keys)
         self._clock = clock
-        self._append_script = redis.register_script(_APPEND_LUA)
-        self._replace_tail_script = redis.register_script(_REPLACE_TAIL_LUA)
-        self._insert_after_script = redis.register_script(_INSERT_AFTER_LUA)
-        self._remove_script = redis.register_script(_REMOVE_LUA)
-        self._edit_script = redis.register_script(_EDIT_LUA)
-        self._set_refs_script = redis.register_script(_SET_REFS_LUA)
-        self._index_script = redis.register_script(_INDEX_LUA)
+        self._append_script = register_script(redis, _APPEND_LUA)
+        self._replace_tail_script = register_script(redis, _REPLACE_TAIL_LUA)
+        self._insert_after_script = register_script(redis, _INSERT_AFTER_LUA)
+        self._remove_script = register_script(redis, _REMOVE_LUA)
+        self._edit_script = register_script(redis, _EDIT_LUA)
+        self._set_refs_script = register_script(redis, _SET_REFS_LUA)
+        self._index_script = register_script(redis, _INDEX_LUA)
 
     def keys_of(self, key: ConversationKey) -> list[str]:
         """Every Redis key of a conversation this store writes or keeps alive, items first."""
@@ -585,7 +584,9 @@ class HistoryStore:
     ) -> list[Removed]:
         """`forget_author` in many conversations, pipelined `batch` at a time; one count each.
 
-        Each conversation is its own script call (its own Cluster slot), atomic on its own.
+        Each conversation is its own script call (its own Cluster slot), atomic on its own. The
+        pipeline sends the script's text (EVAL): a cluster pipeline refuses EVALSHA, and the
+        nodes of a cluster need not have loaded the script yet.
         """
         if not author:
             raise ValueError("An author id is needed to forget someone.")
@@ -593,9 +594,7 @@ class HistoryStore:
         for start in range(0, len(keys), batch):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys[start : start + batch]:
-                    await self._remove_script(
-                        keys=[key.items], args=["author", author], client=pipe
-                    )
+                    pipe.eval(_REMOVE_LUA, 1, key.items, "author", author)
                 replies = await pipe.execute()
             results += [Removed(int(users), int(answers)) for users, answers in replies]
         return results

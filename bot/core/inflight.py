@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import INFLIGHT_INDEX, ConversationKey, process_alive
+from bot.core.redis_client import RedisClient
 from bot.core.renderer import STREAMING_MARKER, MessageSink, SentMessage
 from bot.core.splitting import FENCE_LINE, fence_state_after
 
@@ -108,7 +108,7 @@ class InFlightRecord:
             raise ValueError(f"unreadable in-flight record: {error}") from None
 
 
-def _parse_member(member: bytes | str) -> tuple[ConversationKey, str, str] | None:
+def parse_index_member(member: bytes | str) -> tuple[ConversationKey, str, str] | None:
     """The conversation, answer id and owner of an index entry; None if it cannot be read."""
     try:
         guild, channel, answer_id, owner = json.loads(member)
@@ -122,7 +122,7 @@ class InFlightAnswers:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         process_id: str | None = None,
         heartbeat_ttl: float = HEARTBEAT_TTL_SECONDS,
@@ -188,7 +188,7 @@ class InFlightAnswers:
         alive: dict[str, bool] = {self.process_id: True}
         found = []
         for member in members:
-            parsed = _parse_member(member)
+            parsed = parse_index_member(member)
             if parsed is None:
                 await self._redis.srem(INFLIGHT_INDEX, member)  # type: ignore[misc]
                 continue

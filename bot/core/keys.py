@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOCAL_GUILD = "local"
+DM_GUILD = "dm"
+"""The pseudo-server of direct messages: a DM is `ConversationKey(DM_GUILD, <DM channel id>)`,
+and every DM's limits and usage live under `ServerKey(DM_GUILD)`. Server ids are numbers, so
+neither "dm" nor "local" can collide with a server."""
 META = "meta"
 """Per-conversation hash of facts about it (e.g. the owner of a /chat thread)."""
 LAST_ANSWER = "last-answer"
@@ -79,6 +83,11 @@ class ConversationKey:
         """The channel's own choices."""
         return self.sub(PREFS)
 
+    @property
+    def running(self) -> str:
+        """Which process streams an answer here now (Stop and Regenerate find it by this)."""
+        return self.sub(RUNNING)
+
     def inflight(self, answer_id: str) -> str:
         """The in-flight record of one answer streaming in this conversation."""
         return self.sub(f"{INFLIGHT}:{answer_id}")
@@ -90,6 +99,12 @@ class ConversationKey:
     def __str__(self) -> str:
         """A stable id such as "g:123:c:456", fit for hashing and logs."""
         return f"g:{self.guild}:c:{self.channel}"
+
+
+RUNNING = "running"
+"""Per-conversation record of the process streaming an answer there now (with a short TTL)."""
+DISCORD_BUDGET = "bot:discord:global-budget"
+"""The bot's shared budget of Discord requests per second (one key, used by every process)."""
 
 
 CONVERSATION_DATA: tuple[str, ...] = ("items", PREFS, META, LAST_ANSWER, "settings")
@@ -122,6 +137,16 @@ class ServerKey:
     def limits(self) -> str:
         """The hash of the server's own limits, overriding the configured ones."""
         return f"{self.tag}:limits"
+
+    @property
+    def access_channels(self) -> str:
+        """The set of channel ids where the shared assistant answers (empty: everywhere)."""
+        return f"{self.tag}:access:channels"
+
+    @property
+    def access_roles(self) -> str:
+        """The set of role ids whose members may use the assistant (empty: everyone)."""
+        return f"{self.tag}:access:roles"
 
     @property
     def conversations(self) -> str:
@@ -215,3 +240,18 @@ def server_memory(guild: str) -> MemoryKeys:
 def process_alive(process_id: str) -> str:
     """The heartbeat of one bot process: it exists while the process lives (a short TTL)."""
     return f"bot:process:{process_id}:alive"
+
+
+def shard_lease(shard_count: int, shard: int) -> str:
+    """The lease of one Discord shard: the id of the one process that runs it now."""
+    return f"bot:shard:{shard_count}:{shard}"
+
+
+def process_inbox(process_id: str) -> str:
+    """The list of control messages (Stop, Regenerate) sent to one process."""
+    return f"bot:process:{process_id}:inbox"
+
+
+def control_reply(request_id: str) -> str:
+    """The list one control message's answer is pushed to."""
+    return f"bot:control:reply:{request_id}"

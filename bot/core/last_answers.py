@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-import redis.asyncio as aioredis
-
 from bot.core.keys import ConversationKey
+from bot.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +16,7 @@ LAST_ANSWER_TTL = 7 * 24 * 3600
 class LastAnswers:
     """The latest answer's message ids per conversation, kept in Redis under `key.last_answer`."""
 
-    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = LAST_ANSWER_TTL) -> None:
+    def __init__(self, redis: RedisClient, *, ttl_seconds: int = LAST_ANSWER_TTL) -> None:
         self._redis = redis
         self._ttl_seconds = ttl_seconds
 

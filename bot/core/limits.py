@@ -2,8 +2,9 @@
 
 Everything of one server lives under its hash tag `{g:<guild>}` (see `ServerKey`), so each
 script below touches one Cluster slot. Before an answer, `UsageLimits.check` is one round trip
-(one script: the server's daily budget with its overrides, then the member's sliding window,
-which records the answer when it is allowed). After an answer, `UsageLimits.record` is one round
+(one script: who may use the assistant where, see `bot.core.access`; the server's daily budget
+with its overrides; then the member's sliding window, which records the answer when it is
+allowed). After an answer, `UsageLimits.record` is one round
 trip too: answers, tokens and cost per day and per month, for the server and for the member,
 plus the day's ranking of members. Usage keys expire `USAGE_TTL_SECONDS` after their last write.
 
@@ -23,10 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-import redis.asyncio as aioredis
-
 from bot.core.events import Usage
 from bot.core.keys import ServerKey
+from bot.core.redis_client import RedisClient, register_script
 
 Clock = Callable[[], float]
 """A callable returning the time as epoch seconds (`time.time`, or a test's own)."""
@@ -39,12 +39,31 @@ TOKENS_FIELD: Final = "daily_tokens"
 COST_FIELD: Final = "daily_cost_usd"
 
 # KEYS: the member's window, the server's usage hash of today, the server's limits hash, the
-# server's members index. ARGV: now (ms), window (ms), the member's limit (0: none), the default
-# daily tokens and cost (nano-dollars; 0: none), a unique window entry, the member id, how long
-# the members index keeps an idle member (ms). Returns {0} when allowed (and records the answer
-# in the window), {1, ms until a slot frees, limit}, {2, spent, limit} for tokens or {3, ...}
-# for cost. Overrides in the limits hash: absent = the default; "0" = no limit on this server.
+# server's members index, the sets of allowed channels and allowed roles. ARGV: now (ms), window
+# (ms), the member's limit (0: none), the default daily tokens and cost (nano-dollars; 0: none),
+# a unique window entry, the member id, how long the members index keeps an idle member (ms),
+# whether the member may skip the role rule (1/0), how many channel ids follow, those ids (the
+# channel and, for a thread, its parent), then the member's role ids. Returns {4} when the
+# channel is not allowed, {5} when none of the member's roles is, {0} when allowed (and records
+# the answer in the window), {1, ms until a slot frees, limit}, {2, spent, limit} for tokens or
+# {3, ...} for cost. Overrides in the limits hash: absent = the default; "0" = no limit on this
+# server. An empty set of channels or roles allows all.
 _CHECK_LUA: Final = """
+local places = tonumber(ARGV[10])
+if places > 0 and redis.call('SCARD', KEYS[5]) > 0 then
+  local found = false
+  for i = 11, 10 + places do
+    if redis.call('SISMEMBER', KEYS[5], ARGV[i]) == 1 then found = true end
+  end
+  if not found then return {4} end
+end
+if ARGV[9] ~= '1' and redis.call('SCARD', KEYS[6]) > 0 then
+  local found = false
+  for i = 11 + places, #ARGV do
+    if redis.call('SISMEMBER', KEYS[6], ARGV[i]) == 1 then found = true end
+  end
+  if not found then return {5} end
+end
 local now, window, rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_tokens, max_cost = tonumber(ARGV[4]), tonumber(ARGV[5])
 local overrides = redis.call('HMGET', KEYS[3], 'daily_tokens', 'daily_cost_usd')
@@ -123,7 +142,18 @@ class BudgetSpent:
     resets_in: float
 
 
-Verdict = Allowed | TooFast | BudgetSpent
+@dataclass(frozen=True, slots=True)
+class ChannelNotAllowed:
+    """The server lets the assistant answer only in other channels."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleNotAllowed:
+    """The server lets only members with certain roles use the assistant."""
+
+
+Verdict = Allowed | TooFast | BudgetSpent | ChannelNotAllowed | RoleNotAllowed
+Refusal = TooFast | BudgetSpent | ChannelNotAllowed | RoleNotAllowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +259,7 @@ class UsageLimits:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         user_rate_per_minute: int,
         limit_admins: bool,
@@ -245,11 +275,25 @@ class UsageLimits:
         self.daily_tokens = daily_tokens
         self.daily_cost_usd = daily_cost_usd
         self._clock = clock
-        self._check_script = redis.register_script(_CHECK_LUA)
-        self._record_script = redis.register_script(_RECORD_LUA)
+        self._check_script = register_script(redis, _CHECK_LUA)
+        self._record_script = register_script(redis, _RECORD_LUA)
 
-    async def check(self, guild: str, user: str, *, is_admin: bool = False) -> Verdict:
-        """Whether `user` may get an answer in `guild` now; if so, it counts in their window."""
+    async def check(
+        self,
+        guild: str,
+        user: str,
+        *,
+        is_admin: bool = False,
+        places: Sequence[str] = (),
+        roles: Sequence[str] = (),
+    ) -> Verdict:
+        """Whether `user` may get an answer in `guild` now; if so, it counts in their window.
+
+        `places` are the channel and, in a thread, its parent (the server's allowed channels
+        are checked against them; none skips that rule); `roles` are the member's role ids.
+        Members with Manage Server (`is_admin`) pass the role rule, so an owner cannot lock
+        themselves out.
+        """
         now = self._clock()
         now_ms = int(now * 1000)
         server = ServerKey(guild)
@@ -264,12 +308,27 @@ class UsageLimits:
             f"{now_ms}-{secrets.token_hex(4)}",
             user,
             USAGE_TTL_SECONDS * 1000,
+            1 if is_admin else 0,
+            len(places),
+            *places,
+            *roles,
         ]
-        keys = [server.rate(user), server.usage(utc_day(now)), server.limits, server.users]
+        keys = [
+            server.rate(user),
+            server.usage(utc_day(now)),
+            server.limits,
+            server.users,
+            server.access_channels,
+            server.access_roles,
+        ]
         reply = await self._check_script(keys=keys, args=args)
         code = int(reply[0])
         if code == 0:
             return Allowed()
+        if code == 4:
+            return ChannelNotAllowed()
+        if code == 5:
+            return RoleNotAllowed()
         if code == 1:
             return TooFast(retry_after=int(reply[1]) / 1000, limit=int(reply[2]))
         resets_at = next_utc_midnight(now)
@@ -395,7 +454,7 @@ def utc_reset_text(resets_at: int, resets_in: float) -> str:
 
 
 def refusal_text(
-    verdict: TooFast | BudgetSpent,
+    verdict: Refusal,
     *,
     reset_text: Callable[[int, float], str] = utc_reset_text,
 ) -> str:
@@ -403,6 +462,10 @@ def refusal_text(
 
     Discord passes `lambda at, _: f"<t:{at}:R>"` so each reader sees it in their own time.
     """
+    if isinstance(verdict, ChannelNotAllowed):
+        return "This server has the assistant answer in other channels only (see /settings)."
+    if isinstance(verdict, RoleNotAllowed):
+        return "This server lets members with certain roles use the assistant (see /settings)."
     if isinstance(verdict, TooFast):
         per_minute = "answer" if verdict.limit == 1 else "answers"
         return (

@@ -5,9 +5,10 @@ fetch at a time (callers on a cold cache share it), and a failure is remembered 
 each keystroke does not ask again; meanwhile the catalog answers from what it already knows.
 
 Besides the names, the catalog keeps each model's `architecture.input_modalities`, so a
-question with images can be refused at once for a model that reads only text. The Redis copy
-is `{"models": {id: [modality, ...] or null}}`; a plain list of names (the older form) still
-reads, with every model's modalities unknown.
+question with images can be refused at once for a model that reads only text, and its
+`context_length`, so the history sent fits the model (bot.core.context). The Redis copy is
+`{"models": {id: [modality, ...] or null}, "context": {id: tokens}}`; a copy without
+"context", or a plain list of names (the older forms), still reads, with what it lacks unknown.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from bot.core.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,26 @@ def parse_cached(raw: bytes | str | None) -> dict[str, Modalities] | None:
     return parsed
 
 
+def parse_cached_contexts(raw: bytes | str | None) -> dict[str, int]:
+    """The context lengths in a cached value; empty when it has none or is malformed."""
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return {}
+    contexts = value.get("context") if isinstance(value, dict) else None
+    if not isinstance(contexts, dict):
+        return {}
+    return {name: n for name, n in contexts.items() if isinstance(n, int) and n > 0}
+
+
+def _entry_context(entry: dict[str, object]) -> int | None:
+    """The `context_length` of one /models entry, or None when absent or not a count."""
+    length = entry.get("context_length")
+    if isinstance(length, bool) or not isinstance(length, int | float) or length <= 0:
+        return None
+    return int(length)
+
+
 def _entry_modalities(entry: dict[str, object]) -> Modalities:
     """The `architecture.input_modalities` of one /models entry, or None when absent."""
     architecture = entry.get("architecture")
@@ -78,7 +100,7 @@ class ModelCatalog:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         base_url: str,
         timeout: float = FETCH_TIMEOUT_SECONDS,
@@ -94,6 +116,7 @@ class ModelCatalog:
         self.failure_seconds = failure_seconds
         self._clock = clock
         self._known: dict[str, Modalities] = {}
+        self._contexts: dict[str, int] = {}
         self._known_until = float("-inf")
         self._loading: asyncio.Task[dict[str, Modalities]] | None = None
 
@@ -109,6 +132,14 @@ class ModelCatalog:
             model = model.split(":", 1)[0]
         modalities = models.get(model)
         return None if modalities is None else "image" in modalities
+
+    async def context_length(self, model: str) -> int | None:
+        """The model's context length in tokens; None when unknown. A routing suffix such as
+        `:online` is looked up by its base, as for images."""
+        models = await self._models()
+        if model not in models:
+            model = model.split(":", 1)[0]
+        return self._contexts.get(model)
 
     async def image_models(self) -> list[str]:
         """The ids of every listed model known to read images, sorted."""
@@ -131,17 +162,20 @@ class ModelCatalog:
 
     async def _load(self) -> dict[str, Modalities]:
         """Redis's copy, else a fresh fetch; a failed fetch keeps the old names for a while."""
-        cached = await self._read_cache()
+        raw = await self._read_cache()
+        cached = parse_cached(raw)
         if cached is not None:
+            self._contexts = parse_cached_contexts(raw)
             return self._remember(cached, self.memory_seconds)
         try:
-            models = await self._fetch()
+            models, contexts = await self._fetch()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning(
                 "Could not fetch the model list from %s: %s: %s", self.url, type(exc).__name__, exc
             )
             return self._remember(self._known, self.failure_seconds)
-        await self._write_cache(models)
+        await self._write_cache(models, contexts)
+        self._contexts = contexts
         return self._remember(models, self.memory_seconds)
 
     def _remember(self, models: dict[str, Modalities], seconds: float) -> dict[str, Modalities]:
@@ -150,25 +184,31 @@ class ModelCatalog:
         self._known_until = self._clock() + seconds
         return models
 
-    async def _read_cache(self) -> dict[str, Modalities] | None:
-        """The names cached in Redis; None when absent, corrupt or Redis is unreachable."""
+    async def _read_cache(self) -> bytes | str | None:
+        """The list cached in Redis, as stored; None when absent or Redis is unreachable."""
         try:
-            raw = await self.redis.get(CACHE_KEY)
+            raw: bytes | str | None = await self.redis.get(CACHE_KEY)
         except RedisError as exc:
             log.warning("Could not read the cached model list: %s", exc)
             return None
-        return parse_cached(raw)
+        return raw
 
-    async def _write_cache(self, models: dict[str, Modalities]) -> None:
+    async def _write_cache(self, models: dict[str, Modalities], contexts: dict[str, int]) -> None:
         """Cache the models in Redis for an hour; a failure only costs a later refetch."""
-        value = json.dumps({"models": {name: models[name] for name in sorted(models)}})
+        value = json.dumps(
+            {
+                "models": {name: models[name] for name in sorted(models)},
+                "context": {name: contexts[name] for name in sorted(contexts)},
+            }
+        )
         try:
             await self.redis.set(CACHE_KEY, value, ex=CACHE_SECONDS)
         except RedisError as exc:
             log.warning("Could not cache the model list: %s", exc)
 
-    async def _fetch(self) -> dict[str, Modalities]:
-        """Download the list under the short timeout; the models endpoint needs no key."""
+    async def _fetch(self) -> tuple[dict[str, Modalities], dict[str, int]]:
+        """Download the list under the short timeout (the models endpoint needs no key): the
+        models with their modalities, and the context lengths the list gives."""
         async with self.session.get(self.url, timeout=self.timeout) as resp:
             resp.raise_for_status()
             body = await resp.json(content_type=None)
@@ -176,7 +216,9 @@ class ModelCatalog:
         if not isinstance(data, list):
             raise ValueError("the model list has no data array")
         entries = [m for m in data if isinstance(m, dict) and "id" in m]
-        return {str(m["id"]): _entry_modalities(m) for m in entries}
+        contexts = {str(m["id"]): _entry_context(m) for m in entries}
+        models = {str(m["id"]): _entry_modalities(m) for m in entries}
+        return models, {name: n for name, n in contexts.items() if n is not None}
 
     async def matching(self, text: str, limit: int = 25) -> list[str]:
         """Model ids containing the typed text, for autocomplete."""

@@ -9,17 +9,28 @@ reply's first message and final edit) without that spacing but never beyond a bu
 most `global_per_second` over all buckets. Waiting requests are served oldest first across buckets
 and, inside a bucket, urgent ones first; every renderer asks again only after its request is
 done, so this order is a round-robin and no channel or reply starves.
+
+Discord's global budget is per bot, not per process. With several processes a `GlobalGate` (e.g.
+`request_budget.SharedRequestBudget`, in Redis) is given: a request the local budget allows then
+reserves its start in the bot-wide schedule, and its slot is granted (and counted in its bucket)
+only when that start comes, one request per bucket at a time. Without a gate, as in one process,
+nothing but the local budget is asked and nothing waits on I/O. Per-bucket budgets stay local:
+a channel is only ever served by the process that holds its server's shard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -107,6 +118,14 @@ def _expire(grants: deque[float], horizon: float) -> None:
         grants.popleft()
 
 
+class GlobalGate(Protocol):
+    """The bot-wide budget of requests, shared with the bot's other processes."""
+
+    async def reserve(self) -> float:
+        """Reserve one request's start; the seconds to wait before it may start."""
+        ...
+
+
 class SlotRequest:
     """One waiting request for a slot; await `wait()` to start the request when granted."""
 
@@ -171,9 +190,14 @@ class EditPacer:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         on_wait: Callable[[float], None] | None = None,
+        global_gate: GlobalGate | None = None,
     ) -> None:
-        """`on_wait` hears how long each granted request waited (for metrics)."""
+        """`on_wait` hears how long each granted request waited (for metrics); `global_gate`
+        shares the global budget with other processes (none: this process's budget only)."""
         self._on_wait = on_wait
+        self._gate = global_gate
+        self._admitting: dict[str, SlotRequest] = {}
+        self._admissions: set[asyncio.Task[None]] = set()
         self.budget = PacingBudget(
             per_bucket=per_bucket,
             window=window,
@@ -207,12 +231,15 @@ class EditPacer:
     @property
     def waiting(self) -> int:
         """How many requests wait for a slot."""
-        return len(self._waiting)
+        return len(self._waiting) + len(self._admitting)
 
     def _heads(self) -> list[SlotRequest]:
-        """Each bucket's next request (oldest urgent, else oldest), oldest first."""
+        """Each bucket's next request (oldest urgent, else oldest), oldest first; none of a
+        bucket whose previous request still waits for the global gate."""
         heads: dict[str, SlotRequest] = {}
         for slot in self._waiting:
+            if slot.bucket in self._admitting:
+                continue
             current = heads.get(slot.bucket)
             if current is None or (slot.urgent and not current.urgent):
                 heads[slot.bucket] = slot
@@ -233,12 +260,43 @@ class EditPacer:
             ready = ready or next(iter(ready_now), None)
             if ready is None:
                 break
-            self.budget.record(ready.bucket, now)
             self._waiting.remove(ready)
-            ready._grant()
-            if self._on_wait is not None:
-                self._on_wait(now - ready.asked_at)
+            if self._gate is None:
+                self._grant(ready, now)
+            else:
+                self._admit(ready)
         self._schedule(now)
+
+    def _grant(self, slot: SlotRequest, now: float) -> None:
+        """Count the request as starting now and let it go."""
+        self.budget.record(slot.bucket, now)
+        slot._grant()
+        if self._on_wait is not None:
+            self._on_wait(now - slot.asked_at)
+
+    def _admit(self, slot: SlotRequest) -> None:
+        """Reserve the slot's start in the global gate in the background, then grant it."""
+        self._admitting[slot.bucket] = slot
+        task = asyncio.get_running_loop().create_task(self._pass_gate(slot))
+        self._admissions.add(task)
+        task.add_done_callback(self._admissions.discard)
+
+    async def _pass_gate(self, slot: SlotRequest) -> None:
+        """Wait for the reserved start; grant the slot unless it was withdrawn meanwhile."""
+        assert self._gate is not None
+        try:
+            delay = await self._gate.reserve()
+        except Exception:
+            log.exception("The global request budget failed; this request goes without it")
+            delay = 0.0
+        try:
+            if delay > 0:
+                await self._sleep(delay)
+        finally:
+            del self._admitting[slot.bucket]
+            if not slot.withdrawn:
+                self._grant(slot, self._clock())
+            self._dispatch()
 
     def _withdraw(self, slot: SlotRequest) -> None:
         """Forget a cancelled request; another of its bucket may now be next."""
@@ -248,9 +306,10 @@ class EditPacer:
 
     def _schedule(self, now: float) -> None:
         """Make sure a timer wakes the pacer when the earliest waiting request may start."""
-        if not self._waiting:
-            return
-        wake = min(self._ready_at(slot, now) for slot in self._heads())
+        heads = self._heads()
+        if not heads:
+            return  # nothing waits, or only behind requests at the global gate
+        wake = min(self._ready_at(slot, now) for slot in heads)
         if self._timer is not None and self._timer_at <= wake:
             return
         if self._timer is not None:

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import redis.asyncio as aioredis
-
 from bot.core.keys import ConversationKey, ServerKey, server_prefs
 from bot.core.options import (
     MODEL_DEFAULT_EFFORT,
@@ -29,6 +27,7 @@ from bot.core.options import (
     parse_switch,
     switch_value,
 )
+from bot.core.redis_client import RedisClient
 
 Scope = Literal["channel", "server"]
 Source = Literal["channel", "server", "default"]
@@ -92,14 +91,20 @@ def parse_choice(name: PrefName, raw: str, scope: Scope = "channel") -> str:
     return choice.parse(raw)
 
 
-async def _note_channel_settings(redis: aioredis.Redis, key: ConversationKey) -> None:
+_PIN_LUA = """
+redis.call('ZADD', KEYS[1], 'inf', ARGV[1])
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+"""KEYS: a server's index of conversations. ARGV: a channel, listed for good (+inf)."""
+
+
+async def _note_channel_settings(redis: RedisClient, key: ConversationKey) -> None:
     """List the channel in its server's index for good (+inf: its settings never expire), so
     deleting the server's data finds them."""
     index = ServerKey(key.guild).conversations
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(index, {key.channel: float("inf")})
-        pipe.persist(index)
-        await pipe.execute()
+    # One script rather than MULTI: redis-py's cluster client has transactions only since 6.2.
+    await redis.eval(_PIN_LUA, 1, index, key.channel)  # type: ignore[misc]
 
 
 class Preferences:
@@ -111,7 +116,7 @@ class Preferences:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         default_model: str,
         default_system: str,

@@ -13,11 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import redis.asyncio as aioredis
-
 from bot.core.history import HistoryStore, Removed
-from bot.core.keys import CONVERSATION_DATA, ConversationKey, ServerKey
+from bot.core.inflight import parse_index_member
+from bot.core.keys import (
+    CONVERSATION_DATA,
+    INFLIGHT_INDEX,
+    ConversationKey,
+    ServerKey,
+    server_memory,
+)
 from bot.core.limits import USAGE_TTL_SECONDS, Clock, utc_day, utc_month
+from bot.core.redis_client import RedisClient
 
 DAY_SECONDS: Final = 24 * 3600
 _DELETE_BATCH: Final = 500
@@ -41,7 +47,7 @@ class ServerData:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         store: HistoryStore,
         *,
         clock: Clock = time.time,
@@ -82,23 +88,42 @@ class ServerData:
                 for i in range(0, len(server_keys), _DELETE_BATCH)
             ),
         ]
+        streaming = await self._inflight_of(guild)
         async with self._redis.pipeline(transaction=False) as pipe:
             for batch in batches:
                 pipe.delete(*batch)  # one hash tag per call
+            for member, record in streaming:
+                pipe.delete(record)
+                pipe.srem(INFLIGHT_INDEX, member)
             deleted = await pipe.execute()
-        return sum(int(count) for count in deleted)
+        return sum(int(count) for count in deleted[: len(batches)])
+
+    async def _inflight_of(self, guild: str) -> list[tuple[bytes | str, str]]:
+        """The in-flight records of the server's answers (index entry, record key): a reply in
+        a server the bot has left cannot be finished, so its record goes too."""
+        members = await self._redis.smembers(INFLIGHT_INDEX)  # type: ignore[misc]
+        found = []
+        for member in members:
+            parsed = parse_index_member(member)
+            if parsed is not None and parsed[0].guild == guild:
+                key, answer_id, _ = parsed
+                found.append((member, key.inflight(answer_id)))
+        return found
 
     def _server_keys(self, server: ServerKey, users: Sequence[str]) -> list[str]:
-        """The server's own keys: choices, limits, indexes, and usage of every day still kept."""
+        """The server's own keys: choices, limits, access rules, indexes, its memory, and usage
+        of every day still kept."""
         now = self._clock()
         kept_days = USAGE_TTL_SECONDS // DAY_SECONDS + 1
         days = [utc_day(now - n * DAY_SECONDS) for n in range(kept_days + 1)]
         months = list(dict.fromkeys(utc_month(now - n * DAY_SECONDS) for n in range(kept_days + 1)))
-        keys = [server.prefs, server.limits]
+        keys = [server.prefs, server.limits, server.access_channels, server.access_roles]
         for period in [*days, *months]:
             keys.append(server.usage(period))
             keys += [server.usage(period, user) for user in users]
         for day in days:
             keys += [server.top(day, "cost"), server.top(day, "tokens")]
         keys += [server.rate(user) for user in users]
+        memory = server_memory(server.guild)
+        keys += [memory.facts, memory.order, memory.sequence, memory.version]
         return [*keys, server.users, server.conversations]

@@ -171,12 +171,13 @@ class _Part:
 
 
 def notices_for(event: FinalEvent) -> list[str]:
-    """The one-line notices a final event adds below the answer (its own `notices` last)."""
-    return _kind_notices(event) + list(event.notices)
+    """The one-line notices a final event adds below the answer: the bot's own (such as
+    earlier messages left out), then what went wrong, if anything."""
+    return [*event.notices, *_outcome_notices(event)]
 
 
-def _kind_notices(event: FinalEvent) -> list[str]:
-    """The notices that come with the kind of final event."""
+def _outcome_notices(event: FinalEvent) -> list[str]:
+    """The notice of a failed or unfinished answer; none for a completed one."""
     if isinstance(event, Failed):
         return [f"-# ⚠️ {event.error.user_message}"]
     if isinstance(event, Incomplete):
@@ -420,9 +421,9 @@ class ReplyLayout:
         notices = notices_for(event)
         if not self.text.strip():
             if self._budget_spent_thinking(event, usage):
-                notices = [REASONING_BUDGET_NOTICE]
-            elif not notices:
-                notices = ["-# The model returned an empty answer."]
+                notices = [*event.notices, REASONING_BUDGET_NOTICE]
+            elif not _outcome_notices(event):
+                notices.append("-# The model returned an empty answer.")
         if self._show_sources:
             notices += sources_lines(self._citations, self._footer.max_sources)
         if self._thought_seconds:  # a second or more; a blink of thought is not worth a line

@@ -20,10 +20,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.core.keys import ConversationKey
+from bot.core.redis_client import RedisClient, register_script
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class TurnLock:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         ttl_seconds: float = LOCK_TTL_SECONDS,
         renew_every: float = LOCK_RENEW_SECONDS,
@@ -87,8 +87,8 @@ class TurnLock:
         self._poll_first, self._poll_cap = poll_interval
         self._queues: dict[ConversationKey, _LocalQueue] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._release_script = redis.register_script(_RELEASE_LUA)
-        self._renew_script = redis.register_script(_RENEW_LUA)
+        self._release_script = register_script(redis, _RELEASE_LUA)
+        self._renew_script = register_script(redis, _RENEW_LUA)
 
     def queued(self, key: ConversationKey) -> int:
         """How many turns of this conversation hold or wait for the lock in this process."""

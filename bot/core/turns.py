@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
+from bot.core.control import RunningAnswers
 from bot.core.conversation import (
     ConversationService,
     TurnRequest,
@@ -20,10 +21,11 @@ from bot.core.conversation import (
     UnexpectedTurnError,
 )
 from bot.core.errors import StorageError
-from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent
+from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, Usage
 from bot.core.images import ImageSource
 from bot.core.inflight import InFlightAnswers
 from bot.core.keys import ConversationKey
+from bot.core.labels import SPEAKER_NOTE
 from bot.core.last_answers import LastAnswers
 from bot.core.observe import (
     CONTENT_LOG,
@@ -50,6 +52,10 @@ from bot.core.turnlock import TurnLockTimeout
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+RecordUsage = Callable[[str, str, Usage], Awaitable[None]]
+"""Counts a finished answer's usage: (guild, member id, usage); `UsageLimits.record`."""
+ContextOf = Callable[[str], Awaitable[int | None]]
+"""A model's context length in tokens, None when unknown; `ModelCatalog.context_length`."""
 Choices = Mapping[PrefName, Effective]
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -114,9 +120,15 @@ class TurnRunner:
         inflight: InFlightAnswers | None = None,
         observer: Observer = NO_OBSERVER,
         tools: TurnTools | None = None,
+        record_usage: RecordUsage | None = None,
+        context_of: ContextOf | None = None,
+        running: RunningAnswers[Running] | None = None,
     ) -> None:
+        """`running` records the answers streaming here (in Redis too, for other processes)."""
         self._service = service
         self._inflight = inflight
+        self._record_usage = record_usage
+        self._context_of = context_of
         self._prefs = prefs
         self._pacer = pacer
         self._last_answers = last_answers
@@ -127,7 +139,7 @@ class TurnRunner:
         self._tools = tools
         self._queues: dict[ConversationKey, deque[Job]] = {}
         self._workers: dict[ConversationKey, asyncio.Task[None]] = {}
-        self._running: dict[ConversationKey, Running] = {}
+        self._running = running if running is not None else RunningAnswers[Running]()
 
     def submit(self, key: ConversationKey, job: Job) -> bool:
         """Queue a job for a conversation; False when QUEUE_DEPTH jobs already wait."""
@@ -193,8 +205,10 @@ class TurnRunner:
 
         `web` turns web search on or off for this answer only (None: the choice in force).
         Before `finish` runs, the answer is remembered as the conversation's latest, so a quick
-        press of its Regenerate finds it already the latest. A stored answer is recorded as in
-        flight until its buttons are finished, so a start after a crash can finish its reply.
+        press of its Regenerate finds it already the latest; the stored answer learns which
+        messages show it (deleting one takes it out of the history), and its usage is counted
+        for the asker. A stored answer is recorded as in flight until its buttons are finished,
+        so a start after a crash can finish its reply.
         `frontend` names the front-end in metrics; `images` fetches the images the request sends
         (see TurnRequest); `context` (where the turn happens and who asks) lets the turn use the
         tools that are on there."""
@@ -222,6 +236,7 @@ class TurnRunner:
                     context=context,
                     web=web,
                 )
+                await self._account(key, asker_id, answer)
                 if finish is not None:
                     regenerable = answer.regenerable
                     previous = await self._remember(key, answer.render) if regenerable else None
@@ -230,6 +245,20 @@ class TurnRunner:
             finally:
                 if inflight is not None:
                     await inflight.end()
+
+    async def _account(self, key: ConversationKey, asker_id: int, answer: Answer) -> None:
+        """Count the answer's usage and note the messages that show the stored answer."""
+        final = answer.turn.final
+        stored = answer.turn.stored
+        render = answer.render
+        try:
+            if self._record_usage is not None and isinstance(final, Completed | Incomplete):
+                await self._record_usage(key.guild, str(asker_id), final.usage)
+            if stored and stored[-1].role == "assistant" and render.messages and not render.gone:
+                ids = [message.id for message in render.messages]
+                await self._service.store.set_answer_refs(key, stored[-1].item_id, ids)
+        except RedisError as exc:
+            log.warning("Could not count or note the answer in %s: %s", key, exc)
 
     async def _answer(
         self,
@@ -333,15 +362,18 @@ class TurnRunner:
         try:
             if isinstance(choices, Exception):
                 raise choices
-            add_log_context(model=choices["model"].value)
+            model = choices["model"].value
+            add_log_context(model=model)
+            context_tokens = await self._context_of(model) if self._context_of else None
             turn = TurnRequest(
                 key=key,
                 new_items=new_items,
                 user_key=f"{self._user_prefix}:{asker_id}",
-                model=choices["model"].value,
+                model=model,
                 instructions=_instructions(choices["system"].value),
                 record=record,
                 regenerate=regenerate,
+                context_tokens=context_tokens,
                 options=answer_options(choices, web_max_results=self._web_max_results, web=web),
                 images=images,
                 tools=await self._tools.for_turn(context) if self._tools and context else None,
@@ -409,12 +441,6 @@ def _log_usage(key: ConversationKey, result: TurnResult) -> None:
         usage.output_tokens,
         cost,
     )
-
-
-SPEAKER_NOTE = (
-    "Messages from people in this Discord channel start with [Display Name]: — that prefix, "
-    "added by the bot, tells you who is speaking. Never write such a prefix yourself."
-)
 
 
 def _instructions(system_prompt: str) -> str:

@@ -1,26 +1,32 @@
 """The Discord side of running answers: the buttons an answer ends with, and Regenerate, which
 answers again into the same messages. The queue and the streaming itself are the core's
-`TurnRunner`; this adapter only knows how Discord shows them."""
+`TurnRunner`; this adapter only knows how Discord shows them. With several processes, Stop and
+Regenerate go through the core's `AnswerControl` to the process that runs the answer or holds
+the channel's shard."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
+from bot.core.control import AnswerControl, RegenerateOutcome, RunningRecord, StopOutcome
 from bot.core.keys import ConversationKey
 from bot.core.last_answers import LastAnswers
 from bot.core.pacing import EditPacer
 from bot.core.renderer import MessageGone, SentMessage, SinkError
+from bot.core.tools.context import ToolContext
 from bot.core.turns import Finish, Finished, Running, TurnRunner
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import Gate, refusal_line
 from bot.frontend.images import TurnImages
 from bot.frontend.sinks import NO_PINGS, ChannelSink, ViewSink
 
 log = logging.getLogger(__name__)
 
-AnswerChannel = discord.TextChannel | discord.Thread
+AnswerChannel = discord.TextChannel | discord.Thread | discord.DMChannel
 FindChannel = Callable[[int], object]
 """Looks a channel up by id (the client's cache); anything but a text channel or thread is
 treated as not found."""
@@ -35,13 +41,17 @@ class AnswerButtons:
         last_answers: LastAnswers,
         pacer: EditPacer,
         find_channel: FindChannel,
+        gate: Gate | None = None,
         *,
         images: TurnImages | None = None,
     ) -> None:
+        self._gate = gate
         self._turns = turns
         self._last_answers = last_answers
         self._pacer = pacer
         self._find_channel = find_channel
+        self.control: AnswerControl[Running] | None = None
+        """Set when the bot runs beside other processes (see bot.frontend.app)."""
         self._images = images
 
     def finisher(self, sink: ViewSink) -> Finish:
@@ -98,6 +108,33 @@ class AnswerButtons:
         except discord.HTTPException as exc:
             log.info("Could not take Regenerate off message %s: %s", message_id, exc)
 
+    async def find(self, key: ConversationKey) -> RunningRecord | None:
+        """Which process streams an answer in a conversation, and for whom (for /stop)."""
+        if self.control is not None:
+            return await self.control.find(key)
+        running = self._turns.running(key)
+        return None if running is None else RunningRecord("", running.asker_id)
+
+    async def stop(self, key: ConversationKey) -> StopOutcome:
+        """Stop the answer streaming in a conversation, in whichever process runs it."""
+        if self.control is not None:
+            return await self.control.stop(key)
+        running = self._turns.running(key)
+        if running is None:
+            return "finished"
+        running.stop.set()
+        return "stopped"
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (a regenerated answer costs as much
+        as a new one), or None."""
+        if self._gate is None:
+            return None
+        refused = await self._gate.admit(
+            interaction.user, interaction.channel, is_admin=interaction.permissions.manage_guild
+        )
+        return None if refused is None else refusal_line(refused)
+
     def running(self, key: ConversationKey) -> Running | None:
         """The answer streaming in a conversation, if any (for Stop)."""
         return self._turns.running(key)
@@ -106,12 +143,41 @@ class AnswerButtons:
         """The message ids of the conversation's latest answer, if known."""
         return await self._last_answers.get(key)
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
-        return self._turns.submit(key, lambda: self._regenerate(key, asker_id, message_ids))
+    async def regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> RegenerateOutcome:
+        """Queue answering the last question again, in the process holding the channel's shard
+        (here with the tools of `context`, the place and the presser)."""
+
+        def here() -> bool:
+            return self.queue_regenerate(key, asker_id, message_ids, context)
+
+        if self.control is not None:
+            return await self.control.regenerate(key, asker_id, message_ids, here=here)
+        return "queued" if here() else "busy"
+
+    def queue_regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> bool:
+        """Queue answering the last question again into these messages here; False when busy."""
+        return self._turns.submit(
+            key, lambda: self._regenerate(key, asker_id, message_ids, context)
+        )
 
     async def _regenerate(
-        self, key: ConversationKey, asker_id: int, message_ids: list[str]
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
     ) -> None:
         """Answer the conversation's last question again, into the same messages."""
         channel = self._channel(key)
@@ -140,6 +206,7 @@ class AnswerButtons:
             finish=finish,
             frontend="regenerate",
             images=images,
+            context=context,
         )
 
     async def _delete(self, channel: AnswerChannel, message: SentMessage) -> None:

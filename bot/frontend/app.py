@@ -7,14 +7,17 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 import aiohttp
 import discord
 import yarl
 
 from bot.config import Settings, require
+from bot.core.process import ProcessIdentity
 from bot.frontend.client import AssistantBot, Dependencies
-from bot.ops.health import HealthCheck, gateway_problem, make_app, serve_http
+from bot.frontend.shards import ShardRunner
+from bot.ops.health import HealthCheck, make_app, serve_http
 from bot.ops.metrics import BotMetrics
 from bot.wiring import build_bot_services, open_redis
 
@@ -49,17 +52,20 @@ async def run_bot(settings: Settings) -> int:
     ):
         metrics = BotMetrics()
         metrics.watch_redis(redis)
-        services = build_bot_services(settings, session, redis, observer=metrics)
+        process = ProcessIdentity.new()
+        services = build_bot_services(settings, session, redis, observer=metrics, process=process)
+        assert services.running is not None
         metrics.watch_turns(lambda: services.turns.active, lambda: services.turns.queued)
         deps = Dependencies(settings, redis, session, services, http_trace=metrics.discord_trace())
         async with AssistantBot(deps) as bot:
-            health = HealthCheck(lambda: gateway_problem(bot), redis)
+            shards = ShardRunner(bot, redis, process, services.running)
+            health = HealthCheck(shards.gateway_problem, redis)
             await stack.enter_async_context(
                 serve_http(make_app(health, metrics), settings.http_host, settings.http_port)
             )
-            _stop_on_signals(bot)
+            _stop_on_signals(shards.stop)
             try:
-                await bot.start(token)
+                return await shards.run(token)
             except discord.PrivilegedIntentsRequired:
                 print(
                     "The Message Content intent is not enabled for this bot: turn it on at "
@@ -75,12 +81,11 @@ async def run_bot(settings: Settings) -> int:
                     file=sys.stderr,
                 )
                 return 1
-    return 0
 
 
-def _stop_on_signals(bot: AssistantBot) -> None:
+def _stop_on_signals(stop: Callable[[], None]) -> None:
     """SIGTERM and SIGINT close the bot cleanly (answers in flight keep what they have)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(sig, stop)

@@ -11,27 +11,43 @@ from typing import Any, Protocol, cast
 import discord
 from discord.ext import commands
 
-from bot.core.keys import ConversationKey
-from bot.core.turns import Running
+from bot.core.control import RegenerateOutcome, RunningRecord, StopOutcome
+from bot.core.keys import DM_GUILD, ConversationKey
+from bot.core.tools.context import ToolContext
+from bot.frontend.places import interaction_context
 
 log = logging.getLogger(__name__)
 
 NOTHING_TO_REGENERATE = (
     "There is no answer here to regenerate: the conversation was reset or has expired."
 )
+UNREACHABLE = "I could not reach the process running this channel; try again in a moment."
 
 
 class ButtonActions(Protocol):
     """What the buttons ask of the bot."""
 
-    def running(self, key: ConversationKey) -> Running | None:
-        """The answer streaming in a conversation, if any."""
+    async def find(self, key: ConversationKey) -> RunningRecord | None:
+        """Which process streams an answer in a conversation, and for whom; None: nobody."""
+
+    async def stop(self, key: ConversationKey) -> StopOutcome:
+        """Stop the answer streaming in a conversation, in whichever process runs it."""
 
     async def latest_answer(self, key: ConversationKey) -> list[str] | None:
         """The message ids of the conversation's latest answer, if known."""
 
-    def regenerate(self, key: ConversationKey, asker_id: int, message_ids: list[str]) -> bool:
-        """Queue answering the last question again into these messages; False when busy."""
+    async def regenerate(
+        self,
+        key: ConversationKey,
+        asker_id: int,
+        message_ids: list[str],
+        context: ToolContext | None = None,
+    ) -> RegenerateOutcome:
+        """Queue answering the last question again into these messages, where it belongs (with
+        the tools of `context`, the place and the presser, when that is this process)."""
+
+    async def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why the presser may not have a new answer now (limits, access), or None."""
 
 
 class ButtonHost(Protocol):
@@ -51,9 +67,10 @@ def may_control(interaction: discord.Interaction[Any], asker_id: int) -> bool:
 
 
 def _key_of(interaction: discord.Interaction[Any], channel_id: int) -> ConversationKey | None:
-    """The conversation a button belongs to (its channel in the interaction's server)."""
+    """The conversation a button belongs to (its channel in the interaction's server, or a
+    direct message channel)."""
     if interaction.guild_id is None:
-        return None
+        return ConversationKey(DM_GUILD, str(channel_id))
     return ConversationKey(str(interaction.guild_id), str(channel_id))
 
 
@@ -90,13 +107,11 @@ class StopButton(
             )
             return
         key = _key_of(interaction, self.channel_id)
-        running = _actions(interaction).running(key) if key else None
-        if running is None:
-            await interaction.response.send_message(
-                "That answer has already finished.", ephemeral=True
-            )
+        outcome = await _actions(interaction).stop(key) if key else "finished"
+        if outcome != "stopped":
+            text = "That answer has already finished." if outcome == "finished" else UNREACHABLE
+            await interaction.response.send_message(text, ephemeral=True)
             return
-        running.stop.set()
         await interaction.response.defer()
 
 
@@ -145,11 +160,20 @@ class RegenerateButton(
                 "Only the latest answer in this channel can be regenerated.", ephemeral=True
             )
             return
+        refused = await actions.refusal(interaction)
+        if refused is not None:
+            await interaction.response.send_message(refused, ephemeral=True)
+            return
         await interaction.response.defer()
-        if not actions.regenerate(key, self.asker_id, last):
-            await interaction.followup.send(
-                "I'm busy in this channel; try again in a moment.", ephemeral=True
+        context = interaction_context(interaction)
+        outcome = await actions.regenerate(key, self.asker_id, last, context)
+        if outcome != "queued":
+            text = (
+                "I'm busy in this channel; try again in a moment."
+                if outcome == "busy"
+                else UNREACHABLE
             )
+            await interaction.followup.send(text, ephemeral=True)
 
 
 def answer_view(key: ConversationKey, asker_id: int, *, streaming: bool) -> discord.ui.View:

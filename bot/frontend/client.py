@@ -13,21 +13,27 @@ from typing import Any
 
 import aiohttp
 import discord
-import redis.asyncio as aioredis
 from discord.ext import commands
 from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.core.keys import COMMANDS_SYNC_LOCK, commands_hash
+from bot.core.redis_client import RedisClient
 from bot.frontend.answers import AnswerButtons
 from bot.frontend.buttons import ButtonActions
+from bot.frontend.gate import Gate
 from bot.frontend.images import DiscordImageSource, TurnImages
 from bot.frontend.recovery import OrphanedReplies
 from bot.wiring import BotServices
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.frontend.mentions", "bot.frontend.commands", "bot.frontend.buttons")
+EXTENSIONS = (
+    "bot.frontend.mentions",
+    "bot.frontend.commands",
+    "bot.frontend.buttons",
+    "bot.frontend.privacy",
+)
 
 # Exactly what the bot needs: read and send messages and threads, edit its own, read history.
 INVITE_PERMISSIONS = discord.Permissions(
@@ -47,30 +53,36 @@ class Dependencies:
     """Everything the bot is built from; opened and closed by main()."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     session: aiohttp.ClientSession
     services: BotServices
     http_trace: aiohttp.TraceConfig = field(default_factory=aiohttp.TraceConfig)
     """Sees every HTTP request discord.py makes (metrics)."""
 
 
-def make_intents() -> discord.Intents:
-    """Guilds and guild messages, with message content (privileged); nothing else."""
+def make_intents(*, allow_dms: bool = False) -> discord.Intents:
+    """Guilds and guild messages, with message content (privileged), and direct messages only
+    when the bot answers them (ALLOW_DMS); nothing else."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.message_content = True
+    intents.dm_messages = allow_dms
     return intents
 
 
-class AssistantBot(commands.Bot):
-    """The assistant: one process, any number of servers."""
+class AssistantBot(commands.AutoShardedBot):
+    """The assistant: any number of servers, on the shards SHARD_COUNT and SHARD_IDS give this
+    process (shard 0 of 1 when they are not set)."""
 
     def __init__(self, deps: Dependencies) -> None:
+        shard_count, shard_ids = deps.settings.shards
         super().__init__(
+            shard_count=shard_count,
+            shard_ids=list(shard_ids),
             command_prefix=commands.when_mentioned,
             help_command=None,
-            intents=make_intents(),
+            intents=make_intents(allow_dms=deps.settings.allow_dms),
             allowed_mentions=discord.AllowedMentions(
                 everyone=False,
                 roles=False,
@@ -90,6 +102,11 @@ class AssistantBot(commands.Bot):
         self.pacer = services.pacer
         self.last_answers = services.last_answers
         self.turns = services.turns
+        self.memory = services.memory
+        self.limits = services.limits
+        self.access = services.access
+        self.data = services.data
+        self.gate = Gate(services.limits)
         history_images = DiscordImageSource(
             self.get_partial_messageable, max_bytes=deps.settings.max_image_bytes
         )
@@ -100,6 +117,7 @@ class AssistantBot(commands.Bot):
             services.last_answers,
             services.pacer,
             self.get_channel,
+            self.gate,
             images=self.turn_images,
         )
         # What Stop and Regenerate presses call (see buttons.ButtonHost).

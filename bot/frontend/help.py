@@ -23,5 +23,11 @@ this channel or the whole server.
 with sources, and models to try when the first is unavailable; `/footer` adds tokens and cost \
 under every answer in the server.
 • `/settings` shows what is in force here and where it comes from.
+• `/usage` shows today's and this month's answers, tokens and cost (only to you); \
+`/limits` and `/access` (Manage Server) set the daily budget and who may use me where.
+• `/forget` removes your messages from every conversation of this server.
+• `/memory list`, `search` and `forget` show and remove the facts I remember about this \
+server (when its memory is on); a fact told in a private channel stays in that channel.
 
-I never ping anyone, and long pasted text files are read as part of your message."""
+I never ping anyone, and long pasted text files are read as part of your message. A deleted \
+message is forgotten, an edited one is read as edited."""

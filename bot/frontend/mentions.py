@@ -1,5 +1,6 @@
 """The shared assistant: answers @mentions and replies in any channel, and every message in a
-thread the bot started; everyone in a channel shares its history."""
+thread the bot started (and, with ALLOW_DMS, every direct message); everyone in a channel
+shares its history. Each answer first passes the gate (access rules and limits)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from bot.core.images import ImageError
 from bot.core.keys import handled_message
 from bot.frontend import messages as m
 from bot.frontend.buttons import answer_view
+from bot.frontend.gate import refusal_line, silent_for_mentions
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.images import image_attachments, read_images
+from bot.frontend.places import tool_context
 from bot.frontend.sinks import ChannelSink, describe_channel
 
 if TYPE_CHECKING:
@@ -48,8 +51,8 @@ class SharedAssistant(commands.Cog):
         if not await self._is_for_me(message):
             return
         channel = message.channel
-        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-        if not m.can_send(channel, channel.guild.me):
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread | discord.DMChannel)
+        if not isinstance(channel, discord.DMChannel) and not m.can_send(channel, channel.guild.me):
             log.warning(
                 "Not answering in %s: the bot may not send messages there.",
                 describe_channel(channel, channel.id),
@@ -64,10 +67,13 @@ class SharedAssistant(commands.Cog):
             self._waiting[message.id] = self._in_background(self._react(message, add=True))
 
     async def _is_for_me(self, message: discord.Message) -> bool:
-        """Mentions of the bot or its role, replies to it, or any message in its threads."""
+        """Mentions of the bot or its role, replies to it, any message in its threads, and
+        (with ALLOW_DMS) every direct message."""
         me = self.bot.user
-        if me is None or message.author.bot or message.guild is None:
+        if me is None or message.author.bot:
             return False
+        if message.guild is None:
+            return self.bot.settings.allow_dms and isinstance(message.channel, discord.DMChannel)
         guild_me = message.guild.me
         if m.mentions_bot(message, guild_me) or m.replies_to_bot(message, me):
             return True
@@ -117,7 +123,14 @@ class SharedAssistant(commands.Cog):
         if not await self._claim(message):
             return
         channel = message.channel
-        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        assert isinstance(channel, discord.abc.GuildChannel | discord.Thread | discord.DMChannel)
+        refused = await self.bot.gate.admit(message.author, channel)
+        if refused is not None:
+            # Over a limit: a quiet reply says when to try again. Not allowed here or for their
+            # roles: nothing, so a closed channel stays quiet.
+            if not silent_for_mentions(refused):
+                await self._reply_quietly(message, refusal_line(refused))
+            return
         me = self.bot.user
         assert me is not None
         key = m.conversation_key(channel)
@@ -165,6 +178,7 @@ class SharedAssistant(commands.Cog):
             finish=self.bot.answer_buttons.finisher(sink),
             frontend="mention",
             images=images,
+            context=tool_context(channel, message.author),
         )
 
     async def _text(self, message: discord.Message, me: discord.ClientUser) -> str:

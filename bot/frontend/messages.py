@@ -12,7 +12,7 @@ import discord
 
 from bot.core.events import HistoryItem
 from bot.core.images import ImageRef
-from bot.core.keys import ConversationKey
+from bot.core.keys import DM_GUILD, ConversationKey
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,13 @@ TEXT_SUFFIXES = (".txt", ".md", ".py", ".json", ".csv", ".log", ".yaml", ".yml",
 MAX_SPEAKER = 64
 
 
-def conversation_key(channel: discord.abc.GuildChannel | discord.Thread) -> ConversationKey:
-    """One conversation per server and channel; a thread is a channel of its own."""
+def conversation_key(
+    channel: discord.abc.GuildChannel | discord.Thread | discord.DMChannel,
+) -> ConversationKey:
+    """One conversation per server and channel; a thread is a channel of its own, and a direct
+    message channel one of the "dm" pseudo-server."""
+    if isinstance(channel, discord.DMChannel):
+        return ConversationKey(DM_GUILD, str(channel.id))
     return ConversationKey(str(channel.guild.id), str(channel.id))
 
 
@@ -149,12 +154,14 @@ async def attachment_text(message: discord.Message, budget: int) -> str:
 def user_item(
     message: discord.Message, text: str, *, images: tuple[ImageRef, ...] = ()
 ) -> HistoryItem:
-    """A user turn, labelled with the speaker's display name and the message id."""
+    """A user turn, labelled with the speaker's display name, with the message id and the
+    author's id (never sent: it tells same-named members apart and lets them be forgotten)."""
     return HistoryItem(
         role="user",
         text=text,
         speaker=speaker_name(message.author),
         ref=str(message.id),
+        author=str(message.author.id),
         images=images,
     )
 

@@ -21,9 +21,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import redis.asyncio as aioredis
 from pydantic import SecretStr
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.core.keys import commands_hash
+from bot.core.redis_client import RedisClient
+from bot.wiring import redis_client, redis_where
 
 CHECK_TIMEOUT_SECONDS = 10.0
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)
@@ -69,7 +73,7 @@ class Context:
 
     settings: Settings
     session: aiohttp.ClientSession
-    redis: aioredis.Redis | None = None
+    redis: RedisClient | None = None
     application_id: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -124,40 +128,30 @@ async def _bounded(run: Callable[[Context], Awaitable[Verdict]], context: Contex
 
 
 @contextlib.asynccontextmanager
-async def _redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """A Redis client with short timeouts (it may not answer: the check says so)."""
-    client = aioredis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_connect_timeout=3, socket_timeout=3
-    )
+async def _redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """A Redis client with short timeouts (it may not answer: the check says so); a cluster
+    client with REDIS_CLUSTER."""
+    client = redis_client(settings, timeout_seconds=3)
     try:
         yield client
     finally:
         await client.aclose()
 
 
-def redis_where(settings: Settings) -> str:
-    """host:port of REDIS_URL, without credentials."""
-    parts = urlsplit(settings.redis_url.get_secret_value())
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-
-
 async def check_redis(context: Context) -> Verdict:
-    """Redis: reachable, and whether it keeps data across a restart."""
+    """Redis: reachable, a cluster exactly when REDIS_CLUSTER says so, and whether it keeps
+    data across a restart (on every master of a cluster)."""
     where = redis_where(context.settings)
     redis = context.redis
     assert redis is not None
-    try:
-        await redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
-    except (aioredis.RedisError, OSError) as exc:
+    problem = await _reach(redis, where)
+    if problem is not None:
         context.redis = None
-        return failed(f"Redis at {where} (REDIS_URL) did not answer: {type(exc).__name__}.")
+        return failed(problem)
     try:
-        appendonly = await redis.config_get("appendonly")
-        save = await redis.config_get("save")
+        aof, rdb = await _persistence(redis)
     except aioredis.RedisError:
         return warning(f"Redis at {where} answers; its persistence settings cannot be read.")
-    aof = _config_value(appendonly, "appendonly") == "yes"
-    rdb = bool(_config_value(save, "save").strip())
     if not aof and not rdb:
         return warning(
             f"Redis at {where} answers but keeps nothing on disk (no AOF, no RDB save points): "
@@ -165,6 +159,51 @@ async def check_redis(context: Context) -> Verdict:
         )
     kept = "append-only file" if aof else "RDB snapshots only"
     return passed(f"Redis at {where} answers and keeps data on disk ({kept}).")
+
+
+async def _reach(redis: RedisClient, where: str) -> str | None:
+    """Why Redis cannot be used as configured (no answer, a cluster or not); None if it can."""
+    try:
+        await redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+        return await _cluster_mismatch(redis, where)
+    except RedisClusterException as exc:
+        if "not enabled" in str(exc):
+            return f"Redis at {where} is not a cluster: unset REDIS_CLUSTER."
+        return f"Redis Cluster at {where} (REDIS_URL) did not answer."
+    except (aioredis.RedisError, OSError) as exc:
+        return f"Redis at {where} (REDIS_URL) did not answer: {type(exc).__name__}."
+
+
+async def _cluster_mismatch(redis: RedisClient, where: str) -> str | None:
+    """What is wrong when a single-server client reached a cluster node; None otherwise."""
+    if isinstance(redis, RedisCluster):
+        return None
+    try:
+        info = await redis.info("cluster")
+    except aioredis.ResponseError:
+        return None
+    if info.get("cluster_enabled"):
+        return f"Redis at {where} is a cluster node: set REDIS_CLUSTER=true."
+    return None
+
+
+async def _persistence(redis: RedisClient) -> tuple[bool, bool]:
+    """Whether the append-only file is on, and whether RDB save points are set: on every
+    master of a cluster, or on the one server."""
+    if isinstance(redis, RedisCluster):
+        nodes = redis.get_primaries()
+        replies = [
+            (
+                await redis.config_get("appendonly", target_nodes=node),
+                await redis.config_get("save", target_nodes=node),
+            )
+            for node in nodes
+        ]
+    else:
+        replies = [(await redis.config_get("appendonly"), await redis.config_get("save"))]
+    aof = all(_config_value(appendonly, "appendonly") == "yes" for appendonly, _ in replies)
+    rdb = all(bool(_config_value(save, "save").strip()) for _, save in replies)
+    return aof, rdb
 
 
 def _config_value(reply: Any, name: str) -> str:
@@ -316,7 +355,7 @@ async def check_commands(context: Context) -> Verdict:
     return warning(f"{differs}; the bot syncs them when it starts, or run `python -m bot sync`.")
 
 
-async def _stored_digest(redis: aioredis.Redis | None, scope: str) -> str | None:
+async def _stored_digest(redis: RedisClient | None, scope: str) -> str | None:
     """The digest of the commands the bot last synced to a scope, if Redis knows it."""
     if redis is None:
         return None

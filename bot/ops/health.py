@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import discord
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
+from bot.core.redis_client import RedisClient
 from bot.ops.metrics import CONTENT_TYPE, BotMetrics
 from bot.wiring import StartupError
 
@@ -27,6 +29,8 @@ def gateway_problem(client: discord.Client) -> str | None:
     itself may come seconds later, while the guilds arrive, and events are handled meanwhile."""
     if client.is_closed():
         return "the Discord gateway connection is closed (the bot is stopping)"
+    if isinstance(client, discord.AutoShardedClient):
+        return _shards_problem(client)
     ws: discord.gateway.DiscordWebSocket | None = client.ws  # None until the first connection
     if ws is None:
         return "the Discord gateway is not connected yet"
@@ -35,13 +39,28 @@ def gateway_problem(client: discord.Client) -> str | None:
     return None
 
 
+def _shards_problem(client: discord.AutoShardedClient) -> str | None:
+    """Why some shard of this process is not connected, or None when all of them are."""
+    shards = client.shards  # a shard appears once its first connection is made
+    expected = client.shard_ids or range(client.shard_count or 1)
+    if not shards:
+        return "the Discord gateway is not connected yet"
+    down = [str(shard) for shard in expected if shard not in shards or shards[shard].is_closed()]
+    if not down:
+        return None
+    if (client.shard_count or 1) == 1:
+        return "the Discord gateway connection is down (reconnecting)"
+    return f"the Discord gateway connection of shard {', '.join(down)} is down (reconnecting)"
+
+
 class HealthCheck:
-    """Healthy while the gateway is connected and Redis answers PING quickly."""
+    """Healthy while the gateway is connected and Redis (every master of a cluster) answers PING
+    quickly."""
 
     def __init__(
         self,
         gateway: Callable[[], str | None],
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         timeout_seconds: float = PING_TIMEOUT_SECONDS,
     ) -> None:
@@ -56,12 +75,19 @@ class HealthCheck:
             return gateway
         try:
             async with asyncio.timeout(self._timeout):
-                await self._redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
+                await self._ping()
         except TimeoutError:
             return f"Redis did not answer PING within {self._timeout:g} s"
         except (aioredis.RedisError, OSError) as exc:
             return f"Redis failed: {type(exc).__name__}"
         return None
+
+    async def _ping(self) -> None:
+        """PING the server, or every master of a cluster (each holds a share of the slots)."""
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[misc]
+        else:
+            await self._redis.ping()  # type: ignore[misc]  # redis-py types ping as maybe-sync
 
 
 def make_app(health: HealthCheck, metrics: BotMetrics) -> web.Application:

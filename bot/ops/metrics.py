@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis.exceptions import RedisError
@@ -32,6 +31,7 @@ from bot.core.events import (
     TextDelta,
 )
 from bot.core.observe import AnswerWatch
+from bot.core.redis_client import RedisClient
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The Prometheus text format every scraper understands."""
@@ -164,7 +164,7 @@ class BotMetrics:
         kind = request_kind(params.method, params.url.path)
         self.discord_requests.labels(kind, "error").inc()
 
-    def watch_redis(self, client: aioredis.Redis) -> None:
+    def watch_redis(self, client: RedisClient) -> None:
         """Count every Redis command or pipeline of this client that fails."""
         client.execute_command = self._counting(client.execute_command)  # type: ignore[method-assign,assignment]
         make_pipeline = client.pipeline

@@ -34,6 +34,9 @@ def bot_env(
         "OPENROUTER_API_KEY": openrouter_api_key,
         # Many bots run at once in tests: no /healthz server unless a test asks for one.
         "HTTP_PORT": "0",
+        # Scenarios ask many questions a minute as the same few members; the per-member rate
+        # has its own scenarios (test_scenarios_guard.py), which set it.
+        "USER_RATE_PER_MINUTE": "0",
     }
     return env | {key.upper(): value for key, value in extra.items()}
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.core.labels import speaker_tag
 from tests.e2e.bot_process import BotProcess, bot_env
 from tests.e2e.discord_emulator import DiscordEmulator
 from tests.e2e.discord_emulator.model import Channel, Message, User
@@ -31,6 +32,7 @@ OTHER_BOT = "otherbot"
 SLASH_COMMANDS = {
     *("ask", "chat", "reset", "stop", "help"),
     *("model", "system", "settings", "reasoning", "web", "fallbacks", "footer"),
+    *("usage", "limits", "access", "forget", "memory"),
 }
 
 
@@ -47,6 +49,10 @@ class BotStack:
     def fresh_channel(self) -> Channel:
         """A text channel no other test has used (created before the bot connected)."""
         return self.emu.channel(f"room-{next(self._names)}")
+
+    def label(self, name: str) -> str:
+        """The speaker label the model sees for a member, e.g. "[Alice #0412]"."""
+        return f"[{name.title()} {speaker_tag(str(self.emu.user(name).id))}]"
 
     def requests(self) -> list[RecordedRequest]:
         """The POST /responses requests the bot made since the last `script()`."""

@@ -14,6 +14,8 @@ from discord.ext import commands
 
 from tests.e2e.conftest import ClientStarter
 from tests.e2e.discord_emulator import DEFAULT_TOKEN, DiscordEmulator
+from tests.e2e.discord_emulator.emulator import overwrite
+from tests.e2e.discord_emulator.model import VIEW_CHANNEL
 
 pytestmark = pytest.mark.e2e
 
@@ -482,3 +484,62 @@ async def test_rejected_token_and_flags_of_every_revision(emulator: DiscordEmula
     original = emulator.message(record.original_message_id)
     assert original.history == ["", "see <x>", "more", "more"]
     assert original.flag_history == [1 << 7, 1 << 2, 1 << 2, 0]
+
+
+async def test_channel_overwrites_apply_like_discord(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """A channel @everyone cannot view but a role can: discord.py's permissions_for sees the
+    overwrites (@everyone, then roles, then the member); the interaction's permissions are the
+    channel's; the bot gets no events from a channel it cannot view and may not post there; a
+    private thread is seen by its members only."""
+    bot = await ready_bot(start_client, make_bot())
+    staff = await emulator.add_role("Staff")
+    carol = emulator.add_user("carol", ["Staff"])
+    everyone = emulator.world.roles[emulator.guild_id]
+    hidden = [overwrite(everyone, deny=VIEW_CHANNEL), overwrite(staff, allow=VIEW_CHANNEL)]
+    created = asyncio.ensure_future(bot.wait_for("guild_channel_create"))
+    room = await emulator.create_channel("staff-room", hidden)
+    channel = await asyncio.wait_for(created, 10)
+    assert isinstance(channel, discord.TextChannel)
+    assert channel.id == room.id
+    assert not channel.permissions_for(channel.guild.default_role).view_channel
+    assert emulator.world.can_view(carol.id, room.id)
+    assert not emulator.world.can_view(emulator.user("alice").id, room.id)
+    assert emulator.world.can_view(emulator.user("owner").id, room.id)
+    record = emulator.interactions.new_record(2, carol, room.id, {"name": "look"})
+    assert int(record.payload["member"]["permissions"]) & VIEW_CHANNEL
+    assert int(record.payload["app_permissions"]) == 0
+
+    seen: list[int] = []
+
+    async def note(message: discord.Message) -> None:
+        seen.append(message.channel.id)
+
+    bot.add_listener(note, "on_message")
+    general = emulator.channel("general").id
+    heard = asyncio.ensure_future(bot.wait_for("message", check=lambda m: m.channel.id == general))
+    await emulator.inject_message(room.id, carol, "secret")
+    await emulator.inject_message(general, "alice", "hello")
+    await asyncio.wait_for(heard, 10)
+    assert room.id not in seen
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.send("may I?")
+    assert refused.value.code == 50001
+
+    updated = asyncio.ensure_future(bot.wait_for("guild_channel_update"))
+    await emulator.set_overwrites(
+        room.id, [*hidden, overwrite(emulator.bot_user, allow=VIEW_CHANNEL)]
+    )
+    await asyncio.wait_for(updated, 10)
+    assert channel.permissions_for(channel.guild.me).view_channel
+    await channel.send("now I can")
+    opened = asyncio.ensure_future(bot.wait_for("thread_create"))
+    secret = await emulator.create_user_thread(
+        room.id, "plans", carol, private=True, members=[emulator.bot_user]
+    )
+    thread = await asyncio.wait_for(opened, 10)
+    assert thread.id == secret.id
+    assert thread.type == discord.ChannelType.private_thread
+    assert emulator.world.can_view(emulator.bot_user.id, secret.id)
+    assert not emulator.world.can_view(emulator.user("bob").id, secret.id)

@@ -10,12 +10,14 @@ import aiohttp
 import discord
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from bot.ops.health import HealthCheck, gateway_problem, make_app, serve_http
 from bot.ops.metrics import BotMetrics
 from bot.wiring import StartupError
 from tests.e2e.conftest import ClientStarter
 from tests.e2e.discord_emulator import DiscordEmulator
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -93,3 +95,20 @@ async def test_http_port_0_serves_nothing() -> None:
     app = make_app(HealthCheck(lambda: None, aioredis.Redis()), BotMetrics())
     async with serve_http(app, "127.0.0.1", 0) as bound:
         assert bound is None
+
+
+async def test_healthz_503_when_one_cluster_master_hangs(redis_cluster: RedisCluster) -> None:
+    """On a cluster every master must answer: one frozen master (not the client's default
+    node) makes /healthz 503 within the PING timeout, and 200 again once it answers."""
+    client = ClusterClient.from_url(redis_cluster.url)
+    try:
+        await client.initialize()
+        default = client.get_default_node()
+        other = next(node for node in client.get_primaries() if node.name != default.name)
+        health = HealthCheck(lambda: None, client, timeout_seconds=0.2)
+        assert await health.problem() is None
+        with redis_cluster.frozen(other.port):
+            assert await health.problem() == "Redis did not answer PING within 0.2 s"
+        assert await health.problem() is None
+    finally:
+        await client.aclose()

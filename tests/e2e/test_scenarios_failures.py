@@ -71,7 +71,7 @@ async def test_redis_restart_between_turns_is_survived(stack: BotStack) -> None:
     await mention(stack, channel.id, "after the restart")
     await stack.wait_for_final(channel.id, count=2, timeout=30)
     assert stack.emu.bot_messages(channel.id)[-1].content == "After."
-    assert input_texts(stack.requests()[-1]) == ["[Alice]: after the restart"]
+    assert input_texts(stack.requests()[-1]) == [f"{stack.label('alice')}: after the restart"]
 
 
 async def test_redis_down_during_a_turn_gets_a_notice_then_recovers(stack: BotStack) -> None:
@@ -96,7 +96,7 @@ async def test_redis_down_during_a_turn_gets_a_notice_then_recovers(stack: BotSt
     assert not had_button(notice, "regen")
     assert stack.bot.returncode is None
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: and now?"]
+    assert input_texts(request) == [f"{stack.label('alice')}: and now?"]
 
 
 async def test_redis_lost_mid_answer_says_it_was_not_saved(stack: BotStack) -> None:
@@ -168,7 +168,7 @@ async def test_channel_denying_the_bot_is_not_answered_and_costs_no_model_call(
     [reply] = await stack.wait_for_final(other.id)
     assert reply.content == "Still here."
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: and here?"]
+    assert input_texts(request) == [f"{stack.label('alice')}: and here?"]
     assert stack.emu.bot_messages(denied.id) == []
     assert not refused_in(stack, denied.id, 403)
     lines = [line for line in stack.bot.stderr_text().splitlines() if f"({denied.id})" in line]

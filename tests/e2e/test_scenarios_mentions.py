@@ -97,7 +97,10 @@ async def test_reply_to_another_users_message_puts_it_in_the_request(stack: BotS
     )
     await stack.wait_for_final(channel.id)
     [request] = stack.requests()
-    assert input_texts(request) == ["[Bob]: The sky is green.", "[Alice]: is that right?"]
+    assert input_texts(request) == [
+        f"{stack.label('bob')}: The sky is green.",
+        f"{stack.label('alice')}: is that right?",
+    ]
 
 
 async def test_other_mentions_reach_the_model_as_names(stack: BotStack) -> None:
@@ -115,7 +118,9 @@ async def test_other_mentions_reach_the_model_as_names(stack: BotStack) -> None:
     )
     await stack.wait_for_final(channel.id)
     [request] = stack.requests()
-    assert input_texts(request) == [f"[Alice]: tell @Bob and @Moderators to read #{channel.name}"]
+    assert input_texts(request) == [
+        f"{stack.label('alice')}: tell @Bob and @Moderators to read #{channel.name}"
+    ]
 
 
 async def test_two_users_at_once_are_answered_in_order(stack: BotStack) -> None:
@@ -131,8 +136,12 @@ async def test_two_users_at_once_are_answered_in_order(stack: BotStack) -> None:
     for reply, expected in zip(replies, (first, second), strict=True):
         assert all("".join(expected).startswith(t.rstrip(" ▌")) for t in reply.history)
     one, two = stack.requests()
-    assert input_texts(one) == ["[Alice]: question one"]
-    assert input_texts(two) == ["[Alice]: question one", "".join(first), "[Bob]: question two"]
+    assert input_texts(one) == [f"{stack.label('alice')}: question one"]
+    assert input_texts(two) == [
+        f"{stack.label('alice')}: question one",
+        "".join(first),
+        f"{stack.label('bob')}: question two",
+    ]
 
 
 async def test_model_mentions_never_ping(stack: BotStack) -> None:
@@ -188,7 +197,7 @@ async def test_too_long_input_is_refused_and_not_stored(stack: BotStack) -> None
     await stack.emu.inject_message(channel.id, "alice", f"{mention} short one")
     await stack.wait_for_final(channel.id)
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: short one"]
+    assert input_texts(request) == [f"{stack.label('alice')}: short one"]
 
 
 async def test_bots_everyone_and_other_roles_never_trigger(stack: BotStack) -> None:
@@ -205,7 +214,7 @@ async def test_bots_everyone_and_other_roles_never_trigger(stack: BotStack) -> N
     [reply] = await stack.wait_for_final(channel.id)
     assert reply.content == "Only this one."
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: the real one"]
+    assert input_texts(request) == [f"{stack.label('alice')}: the real one"]
 
 
 async def test_only_the_bots_own_threads_continue_without_a_mention(stack: BotStack) -> None:
@@ -219,7 +228,7 @@ async def test_only_the_bots_own_threads_continue_without_a_mention(stack: BotSt
     [reply] = await stack.wait_for_final(thread.id)
     assert reply.content == "Called?"
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: now you"]
+    assert input_texts(request) == [f"{stack.label('alice')}: now you"]
 
 
 async def test_bot_role_mention_triggers(stack: BotStack) -> None:
@@ -266,22 +275,26 @@ async def test_reply_deleted_mid_stream_stops_the_answer_once(stack: BotStack) -
     assert len(refused) == 1
     _, second = stack.requests()
     texts = input_texts(second)
-    assert texts[0] == "[Alice]: go"
+    assert texts[0] == f"{stack.label('alice')}: go"
     assert texts[1].startswith("chunk0 chunk1 chunk2 chunk3")
     assert "chunk299" not in texts[1]
-    assert texts[2] == "[Bob]: next"
+    assert texts[2] == f"{stack.label('bob')}: next"
 
 
 async def test_two_processes_answer_each_message_once(stack: BotStack, tmp_path: Path) -> None:
-    """A second bot process on the same Redis: every message is still answered exactly once."""
+    """A second bot process for the same shard logs in but waits as a standby (it never joins
+    the gateway), so every message is still answered exactly once, in order."""
     channel = stack.fresh_channel()
     stack.script(answer(["Once", " only."], pace=0.2))
-    sessions = len(stack.emu.gateway.sessions)
+    connections = stack.emu.gateway.connections
+    logins = len(stack.emu.calls("GET", "/users/@me"))
     async with BotProcess(stack.bot.env, tmp_path / "second") as second:
-        await stack.emu.wait_until(lambda: len(stack.emu.gateway.sessions) == sessions + 1)
+        await stack.emu.wait_until(lambda: len(stack.emu.calls("GET", "/users/@me")) > logins)
         await stack.emu.inject_message(channel.id, "alice", f"{stack.emu.bot_user.mention} hi")
         await stack.wait_for_final(channel.id)
         assert await second.stop() == 0
+    assert "Standby: shard 0 of 1" in second.stderr_text()
+    assert stack.emu.gateway.connections == connections
     assert [m.content for m in stack.emu.bot_messages(channel.id)] == ["Once only."]
     assert len(stack.requests()) == 1
 
@@ -300,7 +313,9 @@ async def test_text_attachment_is_read_into_the_request(stack: BotStack) -> None
     [reply] = await stack.wait_for_final(channel.id)
     assert reply.content == "Read it."
     [request] = stack.requests()
-    assert input_texts(request) == [f"[Alice]: what does this log say?\n\n[message.txt]\n{paste}"]
+    assert input_texts(request) == [
+        f"{stack.label('alice')}: what does this log say?\n\n[message.txt]\n{paste}"
+    ]
 
 
 async def test_too_long_attachment_is_refused_and_not_stored(stack: BotStack) -> None:
@@ -319,7 +334,7 @@ async def test_too_long_attachment_is_refused_and_not_stored(stack: BotStack) ->
     await stack.emu.inject_message(channel.id, "alice", f"{mention} short one")
     await stack.wait_for_final(channel.id)
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: short one"]
+    assert input_texts(request) == [f"{stack.label('alice')}: short one"]
 
 
 async def test_huge_attachment_is_refused_without_downloading_it(stack: BotStack) -> None:

@@ -44,4 +44,8 @@ async def test_queue_depth_one_queues_one_and_turns_the_next_away(tmp_path: Path
     assert emu.message(int(first["id"])).reactions == []
     assert emu.message(int(third["id"])).reactions == []
     _, two = stack.requests()
-    assert input_texts(two) == ["[Alice]: question one", "First.", "[Bob]: question two"]
+    assert input_texts(two) == [
+        f"{stack.label('alice')}: question one",
+        "First.",
+        f"{stack.label('bob')}: question two",
+    ]

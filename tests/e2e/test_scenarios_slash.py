@@ -67,7 +67,7 @@ async def test_ask_defers_then_edits_in_the_answer(stack: BotStack) -> None:
     assert message.content == "".join(deltas)
     assert len(message.history) >= 2
     [request] = stack.requests()
-    assert input_texts(request) == ["[Bob]: Capital of France?"]
+    assert input_texts(request) == [f"{stack.label('bob')}: Capital of France?"]
 
 
 async def test_ask_prompt_mentions_reach_the_model_without_ids(stack: BotStack) -> None:
@@ -84,7 +84,7 @@ async def test_ask_prompt_mentions_reach_the_model_without_ids(stack: BotStack) 
     [request] = stack.requests()
     [text] = input_texts(request)
     assert "<" not in text
-    assert text.startswith("[Alice]: remind @")
+    assert text.startswith(f"{stack.label('alice')}: remind @")
     assert text.endswith(f"and @Moderators about #{channel.name}")
 
 
@@ -105,7 +105,7 @@ async def test_private_ask_is_ephemeral_and_not_kept(stack: BotStack) -> None:
     assert record.original_message_id is not None
     assert stack.emu.message(record.original_message_id).is_ephemeral
     await mention_and_wait(stack, channel, "public question", count=1)
-    assert input_texts(stack.requests()[1]) == ["[Alice]: public question"]
+    assert input_texts(stack.requests()[1]) == [f"{stack.label('alice')}: public question"]
 
 
 async def test_chat_opens_a_thread_and_follow_ups_continue_it(stack: BotStack) -> None:
@@ -127,8 +127,12 @@ async def test_chat_opens_a_thread_and_follow_ups_continue_it(stack: BotStack) -
     await stack.wait_for_final(thread.id, count=2)
     assert stack.emu.bot_messages(thread.id)[-1].content == "Dogs bark."
     one, two = stack.requests()
-    assert input_texts(one) == ["[Alice]: Tell me about cats"]
-    assert input_texts(two) == ["[Alice]: Tell me about cats", "Cats purr.", "[Alice]: And dogs?"]
+    assert input_texts(one) == [f"{stack.label('alice')}: Tell me about cats"]
+    assert input_texts(two) == [
+        f"{stack.label('alice')}: Tell me about cats",
+        "Cats purr.",
+        f"{stack.label('alice')}: And dogs?",
+    ]
 
 
 async def test_reset_needs_permission_and_forgets(stack: BotStack) -> None:
@@ -146,7 +150,7 @@ async def test_reset_needs_permission_and_forgets(stack: BotStack) -> None:
     )
     assert "reset the conversation" in reply_text(done)
     await mention_and_wait(stack, channel, "second", count=2)
-    assert input_texts(stack.requests()[1]) == ["[Alice]: second"]
+    assert input_texts(stack.requests()[1]) == [f"{stack.label('alice')}: second"]
 
 
 async def test_model_shown_to_all_set_only_with_manage_server(stack: BotStack) -> None:
@@ -329,7 +333,7 @@ async def test_regenerate_replaces_the_last_answer(stack: BotStack) -> None:
     )
     assert len(stack.emu.bot_messages(channel.id)) == 1
     one, two = stack.requests()
-    assert input_texts(two) == input_texts(one) == ["[Alice]: joke please"]
+    assert input_texts(two) == input_texts(one) == [f"{stack.label('alice')}: joke please"]
 
 
 async def test_help_is_private(stack: BotStack) -> None:

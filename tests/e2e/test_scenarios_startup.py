@@ -130,7 +130,8 @@ async def test_sigkill_mid_answer_is_finished_by_the_next_start(
     assert (kept.role, kept.status) == ("assistant", "incomplete")
     assert kept.text == text
     [request] = stack.requests()
-    assert input_texts(request) == ["[Alice]: talk", text, "[Alice]: and now?"]
+    alice = stack.label("alice")
+    assert input_texts(request) == [f"{alice}: talk", text, f"{alice}: and now?"]
 
 
 async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> None:
@@ -140,6 +141,7 @@ async def test_commands_sync_to_dev_guild_only_when_changed(tmp_path: Path) -> N
         emu = stack.emu
         assert [scope for scope, _ in emu.rest.command_syncs] == [None]
         env = dict(stack.bot.env, DEV_GUILD_ID=str(emu.guild_id))
+        assert await stack.bot.stop() == 0  # else the restarts would wait as its standbys
         for run in ("first", "second"):
             identified = emu.gateway.identifies
             async with BotProcess(env, tmp_path / run) as bot:
@@ -192,7 +194,7 @@ async def test_regenerate_works_after_a_restart(tmp_path: Path) -> None:
                 )
             )
         _, again = stack.requests()
-    assert input_texts(again) == ["[Alice]: a joke"]
+    assert input_texts(again) == [f"{stack.label('alice')}: a joke"]
 
 
 async def test_bot_starts_from_the_shipped_env_example(tmp_path: Path) -> None:

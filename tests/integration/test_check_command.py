@@ -24,6 +24,7 @@ from bot.ops.check import check
 from tests.e2e.discord_emulator import DiscordEmulator
 from tests.e2e.stack import SLASH_COMMANDS
 from tests.support.fake_responses import FakeResponsesServer
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
 API_KEY = "sk-or-v1-check-test-secret-42"
@@ -231,3 +232,33 @@ class _Anything:
 
 
 ANY_OUTPUT: Any = _Anything()
+
+
+async def test_redis_cluster_is_checked_on_every_master(
+    servers: Servers, redis_cluster: RedisCluster
+) -> None:
+    """With REDIS_CLUSTER=true the check reaches the cluster and reads every master's
+    persistence: one master with an append-only file is not enough, so it warns."""
+    first = aioredis.Redis(port=redis_cluster.ports[0])
+    await first.config_set("appendonly", "yes")
+    try:
+        _, lines = await check_in_process(servers, redis_url=redis_cluster.url, redis_cluster=True)
+    finally:
+        await first.config_set("appendonly", "no")
+        await first.aclose()
+    port = redis_cluster.ports[0]
+    assert line_about(lines, "Redis at").startswith(
+        f"! Redis at 127.0.0.1:{port} answers but keeps nothing on disk"
+    )
+
+
+async def test_a_cluster_node_without_redis_cluster_fails_the_check(
+    servers: Servers, redis_cluster: RedisCluster
+) -> None:
+    """A cluster node at REDIS_URL without REDIS_CLUSTER fails with the setting to change."""
+    status, lines = await check_in_process(servers, redis_url=redis_cluster.url)
+    port = redis_cluster.ports[0]
+    assert status == 1
+    assert line_about(lines, "Redis at") == (
+        f"✗ Redis at 127.0.0.1:{port} is a cluster node: set REDIS_CLUSTER=true."
+    )

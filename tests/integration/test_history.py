@@ -22,6 +22,9 @@ from bot.core.history import (
 )
 from bot.core.images import ImageRef
 from bot.core.keys import ConversationKey, ServerKey
+from tests.support.redis_target import all_keys
+
+pytestmark = pytest.mark.on_cluster
 
 KEY = ConversationKey("123", "456")
 DAY = 24 * 3600
@@ -246,7 +249,7 @@ async def test_every_key_shares_the_hash_tag(redis_client: aioredis.Redis) -> No
     store = store_for(redis_client)
     await redis_client.set(KEY.sub("settings"), "{}")
     await store.append(KEY, exchange(0))
-    stored = {name.decode() for name in await redis_client.keys("*")}
+    stored = await all_keys(redis_client)
     assert stored == {KEY.items, KEY.sub("settings"), ServerKey("123").conversations}
     for name in [*(stored - {ServerKey("123").conversations}), *store.keys_of(KEY), KEY.lock]:
         assert name.startswith("{g:123:c:456}:")

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from bot.core.events import Usage
+from bot.core.keys import ServerKey
 from bot.core.limits import (
     Allowed,
     BudgetSpent,
@@ -17,6 +19,10 @@ from bot.core.limits import (
     refusal_text,
     report_text,
 )
+from bot.core.redis_client import RedisClient
+from tests.support.redis_target import all_keys
+
+pytestmark = pytest.mark.on_cluster
 
 GUILD = "900"
 NOON = datetime(2025, 1, 31, 12, 0, tzinfo=UTC).timestamp()
@@ -233,7 +239,7 @@ async def test_usage_is_kept_35_days_and_every_key_is_the_servers(
     limits = limits_for(redis_client, Clock(), tokens=10)
     await limits.check(GUILD, "1")
     await limits.record(GUILD, "1", Usage(input_tokens=1, cost=0.1))
-    keys = [key.decode() for key in await redis_client.keys("*")]
+    keys = sorted(await all_keys(redis_client))
     assert keys
     assert all(key.startswith("{g:900}:") for key in keys), keys
     usage_keys = [key for key in keys if ":usage:" in key]
@@ -243,15 +249,25 @@ async def test_usage_is_kept_35_days_and_every_key_is_the_servers(
         assert 35 * 86400_000 - 60_000 < ttl <= 35 * 86400_000, key
 
 
-async def test_check_and_record_are_one_script_call_each(redis_client: aioredis.Redis) -> None:
-    """Before an answer one EVALSHA, after it one EVALSHA: nothing else reaches Redis."""
+async def test_check_and_record_are_one_script_call_each(redis_client: RedisClient) -> None:
+    """Before an answer one EVALSHA (access rules included), after it one EVALSHA: nothing else
+    reaches Redis (on a cluster, nothing else reaches the node that holds the server's slot)."""
     limits = limits_for(redis_client, Clock(), tokens=1000, cost=1)
     await limits.check(GUILD, "1")  # loads the scripts
     await limits.record(GUILD, "1", Usage(input_tokens=1))
-    await redis_client.config_resetstat()
-    await limits.check(GUILD, "1")
-    await limits.record(GUILD, "1", Usage(input_tokens=1))
-    stats = await redis_client.info("commandstats")
+    await redis_client.sadd(ServerKey(GUILD).access_channels, "5")  # type: ignore[misc]
+    await redis_client.sadd(ServerKey(GUILD).access_roles, "7")  # type: ignore[misc]
+    if isinstance(redis_client, ClusterClient):
+        node = redis_client.get_node_from_key(ServerKey(GUILD).limits)
+        await redis_client.config_resetstat(target_nodes=node)
+        await limits.check(GUILD, "1", places=["5"], roles=["7"])
+        await limits.record(GUILD, "1", Usage(input_tokens=1))
+        stats = await redis_client.info("commandstats", target_nodes=node)
+    else:
+        await redis_client.config_resetstat()
+        await limits.check(GUILD, "1", places=["5"], roles=["7"])
+        await limits.record(GUILD, "1", Usage(input_tokens=1))
+        stats = await redis_client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
     assert calls.pop("evalsha") == 2
     assert "eval" not in calls
@@ -262,6 +278,8 @@ async def test_check_and_record_are_one_script_call_each(redis_client: aioredis.
         "hincrby",
         "hmget",
         "pexpire",
+        "scard",
+        "sismember",
         "zadd",
         "zcard",
         "zincrby",

@@ -8,6 +8,8 @@ import redis.asyncio as aioredis
 from bot.core.tools.context import Caller, Place
 from bot.core.tools.memory_store import Fact, MemoryStore, Viewer
 
+pytestmark = pytest.mark.on_cluster
+
 NOW = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 ANN = Caller("11", "Ann")
 BOB = Caller("22", "Bob")
@@ -264,3 +266,31 @@ async def test_the_switch_is_off_until_turned_on_and_kept_per_server(store: Memo
     assert not await store.enabled("2")
     await store.set_enabled("1", False)
     assert not await store.enabled("1")
+
+
+async def test_forget_teller_removes_every_fact_a_member_told_there_only(
+    store: MemoryStore,
+) -> None:
+    """/forget: a member's facts go from that server's memory; others' and other servers' stay."""
+    await store.remember(GENERAL, ANN, "Ann likes tea")
+    await store.remember(STAFF, ANN, "Ann runs the staff rota")
+    await store.remember(GENERAL, BOB, "Bob likes coffee")
+    await store.remember(ELSEWHERE, ANN, "Ann elsewhere")
+    assert await store.forget_teller("1", ANN.user_id) == 2
+    assert texts(await store.facts("1")) == ["Bob likes coffee"]
+    assert texts(await store.facts("2")) == ["Ann elsewhere"]
+
+
+async def test_deleting_a_servers_data_deletes_its_memory(
+    redis_client: aioredis.Redis, store: MemoryStore
+) -> None:
+    """The bot leaving a server takes that server's memory with it, not another's."""
+    from bot.core.history import HistoryStore
+    from bot.core.privacy import ServerData
+
+    await store.remember(GENERAL, ANN, "Ann likes tea")
+    await store.remember(ELSEWHERE, ANN, "Ann elsewhere")
+    history = HistoryStore(redis_client, max_items=10, max_chars=10_000, ttl_seconds=600)
+    await ServerData(redis_client, history).delete_server("1")
+    assert await store.facts("1") == []
+    assert texts(await store.facts("2")) == ["Ann elsewhere"]

@@ -18,6 +18,9 @@ from bot.core.prefs import (
     usage_footer,
 )
 from bot.wiring import make_prefs
+from tests.support.redis_target import all_keys
+
+pytestmark = pytest.mark.on_cluster
 
 KEY = ConversationKey("1", "10")
 OTHER_CHANNEL = ConversationKey("1", "11")
@@ -73,7 +76,7 @@ async def test_channel_keys_share_the_conversation_hash_tag(redis_client: aiored
     prefs = _prefs(redis_client)
     await prefs.set(KEY, "channel", "model", "m")
     await prefs.set_owner(KEY, "1")
-    keys = {k.decode() for k in await redis_client.keys("*")}
+    keys = await all_keys(redis_client)
     assert {KEY.sub("prefs"), KEY.sub("meta")} <= keys
 
 

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bot.core.access import AccessRules
 from bot.core.conversation import ConversationService, TurnRequest, TurnResult
 from bot.core.events import HistoryItem, Usage
 from bot.core.history import HistoryStore, Removed
@@ -21,7 +22,10 @@ from bot.core.privacy import ServerData
 from bot.core.responses import ResponsesClient
 from bot.core.turnlock import TurnLock
 from tests.support.fake_responses import FakeResponsesServer, SseStream, sse_stream
+from tests.support.redis_target import all_keys
 from tests.support.request_bytes import input_items
+
+pytestmark = pytest.mark.on_cluster
 
 GUILD = "900"
 KEY = ConversationKey(GUILD, "10")
@@ -200,6 +204,7 @@ async def test_delete_a_servers_data(bot: Bot, redis_client: aioredis.Redis) -> 
         redis_client, user_rate_per_minute=5, limit_admins=False, daily_tokens=0, daily_cost_usd=0
     )
     quiet = ConversationKey(GUILD, "12")
+    access = AccessRules(redis_client)
     for key in (KEY, OTHER_SERVER):
         await bot.say(key, SECRET, author=ALICE, ref="m1")
         await redis_client.hset(key.sub("meta"), "owner", ALICE)  # type: ignore[misc]
@@ -207,14 +212,17 @@ async def test_delete_a_servers_data(bot: Bot, redis_client: aioredis.Redis) -> 
         await limits.check(key.guild, ALICE)
         await limits.record(key.guild, ALICE, Usage(input_tokens=5, cost=0.01))
         await limits.set_daily_tokens(key.guild, 100)
+        await access.add(key.guild, "channels", "10")
+        await access.add(key.guild, "roles", "7")
     await prefs.set(quiet, "channel", "system", "be terse")
     data = ServerData(redis_client, bot.store)
     deleted = await data.delete_server(GUILD)
-    left = sorted(name.decode() for name in await redis_client.keys("*"))
+    left = sorted(await all_keys(redis_client))
     assert [name for name in left if name.startswith(("{g:900}", "{g:900:"))] == []
-    assert deleted == 14  # items, meta; channel prefs; prefs, limits, users, index; rate; 6 usage
+    # items, meta; channel prefs; prefs, limits, 2 access, users, index; rate; 6 usage
+    assert deleted == 16
     assert any(name.startswith("{g:901:c:10}:items") for name in left)
-    assert len([name for name in left if name.startswith("{g:901}")]) == 11
+    assert len([name for name in left if name.startswith("{g:901}")]) == 13
     assert await data.delete_server(GUILD) == 0
 
 
@@ -239,3 +247,21 @@ async def test_the_index_forgets_idle_conversations_but_keeps_channels_with_sett
     index = ServerKey(GUILD).conversations
     assert await redis_client.zscore(index, "13") == float("inf")
     assert await redis_client.ttl(index) == -1
+
+
+async def test_deleting_a_server_drops_its_in_flight_records(redis_client: aioredis.Redis) -> None:
+    """A reply the bot can no longer finish (it left the server) leaves no in-flight record;
+    another server's record stays."""
+    from bot.core.inflight import InFlightAnswers
+    from bot.core.keys import INFLIGHT_INDEX
+
+    records = InFlightAnswers(redis_client, process_id="p1")
+    mine = await records.begin(KEY, asker_id=1, sink="channel")
+    theirs = await records.begin(ConversationKey("other", "10"), asker_id=1, sink="channel")
+    assert mine is not None
+    assert theirs is not None
+    store = HistoryStore(redis_client, max_items=10, max_chars=10_000, ttl_seconds=600)
+    await ServerData(redis_client, store).delete_server(GUILD)
+    left = {m.decode() for m in await redis_client.smembers(INFLIGHT_INDEX)}  # type: ignore[misc]
+    assert left == {theirs.record.index_member}
+    assert not await redis_client.exists(mine.record.key.inflight(mine.record.answer_id))

@@ -14,8 +14,11 @@ import redis.asyncio as aioredis
 
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
+from bot.core.redis_client import RedisClient
 from bot.core.turnlock import TurnLock, TurnLockTimeout
-from tests.support.redis_server import RedisServer
+from tests.support.redis_target import RedisTarget
+
+pytestmark = pytest.mark.on_cluster
 
 KEY = ConversationKey("123", "456")
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,9 +60,9 @@ def lock_log() -> Iterator[LogSignal]:
 
 
 @pytest.fixture
-async def other_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+async def other_client(redis_target: RedisTarget) -> AsyncIterator[RedisClient]:
     """A second, separate client: what another process of the bot would have."""
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = redis_target.connect()
     try:
         yield client
     finally:
@@ -81,14 +84,15 @@ async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
 
 async def start_holder(
     procs: list[asyncio.subprocess.Process],
-    url: str,
+    target: RedisTarget,
     name: str,
     *,
     ttl: float = 30,
     renew: float = 10,
 ) -> asyncio.subprocess.Process:
     """Start tests.support.turn_holder for KEY as a separate process."""
-    args = [url, KEY.guild, KEY.channel, name, str(ttl), str(renew)]
+    kind = "cluster" if target.cluster else "single"
+    args = [target.url, kind, KEY.guild, KEY.channel, name, str(ttl), str(renew)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -157,7 +161,7 @@ async def test_turns_enter_in_arrival_order(redis_client: aioredis.Redis) -> Non
 
 
 async def test_two_clients_exclude_each_other(
-    redis_client: aioredis.Redis, other_client: aioredis.Redis
+    redis_client: aioredis.Redis, other_client: RedisClient
 ) -> None:
     """Turns through two separate clients (two bot processes) never overlap."""
     locks = {"A": fast_lock(redis_client), "B": fast_lock(other_client)}
@@ -180,12 +184,12 @@ async def test_two_clients_exclude_each_other(
 
 async def test_two_processes_leave_both_turns_whole(
     redis_client: aioredis.Redis,
-    redis_server: RedisServer,
+    redis_target: RedisTarget,
     processes: list[asyncio.subprocess.Process],
 ) -> None:
     """Two processes in one channel at once: one waits, and each answer follows its question."""
-    one = await start_holder(processes, redis_server.url, "one")
-    two = await start_holder(processes, redis_server.url, "two")
+    one = await start_holder(processes, redis_target, "one")
+    two = await start_holder(processes, redis_target, "two")
     reads = {asyncio.create_task(read_line(proc)): proc for proc in (one, two)}
     done, _ = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
     first_read = done.pop()
@@ -211,11 +215,11 @@ async def test_two_processes_leave_both_turns_whole(
 
 async def test_lock_expires_when_its_holder_dies(
     redis_client: aioredis.Redis,
-    redis_server: RedisServer,
+    redis_target: RedisTarget,
     processes: list[asyncio.subprocess.Process],
 ) -> None:
     """A process killed while holding the lock stops renewing it, so the next turn gets in."""
-    holder = await start_holder(processes, redis_server.url, "doomed", ttl=1, renew=0.3)
+    holder = await start_holder(processes, redis_target, "doomed", ttl=1, renew=0.3)
     assert await read_line(holder) == b"held 0\n"
     assert await redis_client.get(KEY.lock) is not None
     holder.kill()
@@ -237,7 +241,7 @@ async def test_a_dead_holder_keeps_others_out_for_seconds_only(
 
 
 async def test_renewal_keeps_the_lock_past_its_ttl(
-    redis_client: aioredis.Redis, other_client: aioredis.Redis
+    redis_client: aioredis.Redis, other_client: RedisClient
 ) -> None:
     """While held, the lock outlives its TTL: another client waiting 2.5 TTLs gives up."""
     holder = fast_lock(redis_client, ttl_seconds=1, renew_every=0.1)
@@ -313,7 +317,7 @@ async def test_cancel_while_waiting_in_process(redis_client: aioredis.Redis) -> 
 
 
 async def test_cancel_while_waiting_for_another_process(
-    redis_client: aioredis.Redis, other_client: aioredis.Redis, lock_log: LogSignal
+    redis_client: aioredis.Redis, other_client: RedisClient, lock_log: LogSignal
 ) -> None:
     """Cancelling a turn that polls for another client's lock leaves that lock untouched."""
     ours, theirs = fast_lock(redis_client), fast_lock(other_client)

@@ -5,7 +5,8 @@ body that is not SSE) or an `SseStream` (a 200 whose body is given as byte chunk
 steps the test releases through an asyncio.Event, `HANG` to stall forever, `ABORT` to cut the
 connection). Every request's headers and JSON body are recorded in `.requests`.
 GET /models answers OpenRouter's model list shape with the ids in `.models`, each with
-`architecture.input_modalities` when `.modalities` names it.
+`architecture.input_modalities` when `.modalities` names it and `context_length` when
+`.context_lengths` does.
 
     async with FakeResponsesServer([SseStream([sse_stream(["Hel", "lo"])])]) as server:
         client = ResponsesClient(session, base_url=server.url, api_key="k")
@@ -403,6 +404,7 @@ class FakeResponsesServer:
         self.scripts: deque[Script] = deque(scripts)
         self.models: list[str] = list(models)
         self.modalities: dict[str, list[str]] = {}
+        self.context_lengths: dict[str, int] = {}
         self.api_key: str | None = None
         """When set, GET /key answers 401 to any other bearer key."""
         self.key_limit: float | None = None
@@ -449,12 +451,15 @@ class FakeResponsesServer:
 
     async def _list_models(self, request: web.Request) -> web.Response:
         """GET /models: OpenRouter's list shape, `{"data": [{"id": ...}, ...]}` from `.models`
-        (with `architecture.input_modalities` from `.modalities`)."""
+        (with `architecture.input_modalities` from `.modalities` and `context_length` from
+        `.context_lengths`)."""
         data: list[dict[str, Any]] = []
         for name in self.models:
             entry: dict[str, Any] = {"id": name}
             if name in self.modalities:
                 entry["architecture"] = {"input_modalities": self.modalities[name]}
+            if name in self.context_lengths:
+                entry["context_length"] = self.context_lengths[name]
             data.append(entry)
         return web.json_response({"data": data})
 

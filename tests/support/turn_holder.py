@@ -1,9 +1,9 @@
 """A separate process that runs one fake turn under the TurnLock, steered through its pipes.
 
-Run as `python -m tests.support.turn_holder URL GUILD CHANNEL NAME TTL RENEW_EVERY`. It takes
-the conversation's turn lock, loads the history and prints `held <items seen>`, then waits
-for a line on stdin before it appends its question and an answer saying what it saw, releases
-the lock and prints `released`.
+Run as `python -m tests.support.turn_holder URL single|cluster GUILD CHANNEL NAME TTL RENEW`.
+It takes the conversation's turn lock, loads the history and prints `held <items seen>`, then
+waits for a line on stdin before it appends its question and an answer saying what it saw,
+releases the lock and prints `released`.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import redis.asyncio as aioredis
-
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
 from bot.core.turnlock import TurnLock
+from tests.support.redis_target import RedisTarget
 
 
-async def run_turn(url: str, key: ConversationKey, name: str, ttl: float, renew: float) -> None:
+async def run_turn(
+    target: RedisTarget, key: ConversationKey, name: str, ttl: float, renew: float
+) -> None:
     """Take the lock, report, wait for the go-ahead on stdin, store the turn, release."""
-    client = aioredis.Redis.from_url(url)
+    client = target.connect()
     try:
         lock = TurnLock(client, ttl_seconds=ttl, renew_every=renew)
         store = HistoryStore(client, max_items=100, max_chars=100_000, ttl_seconds=3600)
@@ -39,8 +40,9 @@ async def run_turn(url: str, key: ConversationKey, name: str, ttl: float, renew:
 
 def main(argv: list[str]) -> None:
     """Parse the positional arguments and run one turn."""
-    url, guild, channel, name, ttl, renew = argv
-    asyncio.run(run_turn(url, ConversationKey(guild, channel), name, float(ttl), float(renew)))
+    url, kind, guild, channel, name, ttl, renew = argv
+    target = RedisTarget(url, cluster=kind == "cluster")
+    asyncio.run(run_turn(target, ConversationKey(guild, channel), name, float(ttl), float(renew)))
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-import redis.asyncio as aioredis
-
 from bot.core.keys import MemoryKeys, server_memory
+from bot.core.redis_client import RedisClient, register_script
 from bot.core.tools.context import Caller, Place, ThreadKind
 from bot.core.tools.ranking import Index, words
 
@@ -251,7 +250,7 @@ class MemoryStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         max_facts: int = DEFAULT_MAX_FACTS,
         clock: Callable[[], float] = time.time,
@@ -261,9 +260,9 @@ class MemoryStore:
         self._redis = redis
         self.max_facts = max_facts
         self._clock = clock
-        self._remember = redis.register_script(_REMEMBER_LUA)
-        self._forget = redis.register_script(_FORGET_LUA)
-        self._clear = redis.register_script(_CLEAR_LUA)
+        self._remember = register_script(redis, _REMEMBER_LUA)
+        self._forget = register_script(redis, _FORGET_LUA)
+        self._clear = register_script(redis, _CLEAR_LUA)
         self._copies: OrderedDict[str, _Copy] = OrderedDict()
 
     async def remember(self, place: Place, teller: Caller, text: str) -> Fact:
@@ -344,6 +343,12 @@ class MemoryStore:
         if not may_forget(fact, viewer.user_id, manage_server=viewer.manage_server):
             return "not_yours"
         return await self._delete(guild, fact.id)
+
+    async def forget_teller(self, guild: str, user_id: str) -> int:
+        """Forget every fact a member told in a server (/forget); how many there were."""
+        told = [fact for fact in await self.facts(guild) if fact.by_id == user_id]
+        outcomes = [await self._delete(guild, fact.id) for fact in told]
+        return outcomes.count("forgotten")
 
     async def clear(self, guild: str) -> int:
         """Forget every fact of a server; how many there were."""

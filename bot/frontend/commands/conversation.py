@@ -20,10 +20,12 @@ from bot.core.images import (
 )
 from bot.core.keys import ConversationKey
 from bot.frontend import messages as m
-from bot.frontend.buttons import answer_view, may_control
+from bot.frontend.buttons import UNREACHABLE, answer_view, may_control
 from bot.frontend.commands.common import BUSY, CommandCog, Interaction, guild_only
+from bot.frontend.gate import refusal_line
 from bot.frontend.help import HELP_TEXT
 from bot.frontend.images import read_images
+from bot.frontend.places import interaction_context, tool_context
 from bot.frontend.sinks import ChannelSink, InteractionSink
 
 if TYPE_CHECKING:
@@ -114,8 +116,19 @@ class ConversationCommands(CommandCog):
             text=m.readable_prompt(prompt, interaction.guild, me),
             speaker=m.speaker_name(interaction.user),
             ref=ref,
+            author=str(interaction.user.id),
             images=images,
         )
+
+    async def _refused(self, interaction: Interaction, channel: object) -> bool:
+        """Whether the gate refuses the caller an answer here; if so they are told privately."""
+        refused = await self.bot.gate.admit(
+            interaction.user, channel, is_admin=interaction.permissions.manage_guild
+        )
+        if refused is None:
+            return False
+        await interaction.response.send_message(refusal_line(refused), ephemeral=True)
+        return True
 
     @app_commands.command(
         name="ask", description="Ask the assistant; the channel's conversation is used"
@@ -139,7 +152,7 @@ class ConversationCommands(CommandCog):
         if await self._refuse_input(interaction, prompt, image):
             return
         key = await guild_only(interaction)
-        if key is None:
+        if key is None or await self._refused(interaction, interaction.channel):
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
         try:
@@ -153,6 +166,7 @@ class ConversationCommands(CommandCog):
         sink = InteractionSink(interaction, private=private, first_view=view)
         turns = self.bot.turns
         finish = None if private else self.bot.answer_buttons.finisher(sink)
+        context = interaction_context(interaction)
 
         async def job() -> None:
             await turns.run(
@@ -164,6 +178,7 @@ class ConversationCommands(CommandCog):
                 record=not private,
                 frontend="ask",
                 images=images,
+                context=context,
                 web=web,
             )
 
@@ -190,6 +205,8 @@ class ConversationCommands(CommandCog):
             await interaction.response.send_message(
                 "Use /chat in a text channel; in a thread, just write.", ephemeral=True
             )
+            return
+        if await self._refused(interaction, channel):
             return
         opening = f"{interaction.user.mention} started a conversation: {prompt}"[:2000]
         # A thread not made yet has no choices of its own: a key no channel has gives the
@@ -225,6 +242,7 @@ class ConversationCommands(CommandCog):
         sink = ChannelSink(thread, thread.id, first_view=answer_view(key, asker, streaming=True))
         turns = self.bot.turns
         finish = self.bot.answer_buttons.finisher(sink)
+        context = tool_context(thread, interaction.user)
 
         async def job() -> None:
             await turns.run(
@@ -235,6 +253,7 @@ class ConversationCommands(CommandCog):
                 finish=finish,
                 frontend="chat",
                 images=images,
+                context=context,
                 web=web,
             )
 
@@ -267,7 +286,8 @@ class ConversationCommands(CommandCog):
         key = await guild_only(interaction)
         if key is None:
             return
-        running = self.bot.turns.running(key)
+        actions = self.bot.button_actions
+        running = await actions.find(key)  # in this process or another one of the bot
         if running is None:
             await interaction.response.send_message("Nothing is streaming here.", ephemeral=True)
             return
@@ -276,8 +296,9 @@ class ConversationCommands(CommandCog):
                 "Only the person who asked (or a moderator) can stop this answer.", ephemeral=True
             )
             return
-        running.stop.set()
-        await interaction.response.send_message("Stopped.", ephemeral=True)
+        outcome = await actions.stop(key)
+        text = {"stopped": "Stopped.", "finished": "Nothing is streaming here."}.get(outcome)
+        await interaction.response.send_message(text or UNREACHABLE, ephemeral=True)
 
     @app_commands.command(name="help", description="What the assistant does and how to use it")
     async def help(self, interaction: Interaction) -> None:

@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.core.keys import ConversationKey
+from bot.core.limits import ServerLimits
 from bot.core.prefs import CHOICES, PrefName
 from bot.core.renderer import DEFAULT_LIMIT
 from bot.frontend.commands.choices import shown
@@ -25,6 +26,7 @@ from bot.frontend.commands.common import (
     may_change,
     where,
 )
+from bot.frontend.sinks import NO_PINGS
 
 if TYPE_CHECKING:
     from bot.frontend.client import AssistantBot
@@ -32,6 +34,41 @@ if TYPE_CHECKING:
 SYSTEM_PROMPT_FILE = "system-prompt.txt"
 SYSTEM_SHOWN_CHARS = 300
 ANSWER_CHOICES: tuple[PrefName, ...] = ("reasoning", "web", "fallbacks", "footer")
+
+
+def budget_text(limits: ServerLimits) -> str:
+    """The daily budgets in force, and whether each is this server's own or the configured one."""
+    tokens = f"{limits.daily_tokens:,} tokens" if limits.daily_tokens else "no token limit"
+    cost = f"${limits.daily_cost_usd:.2f}" if limits.daily_cost_usd else "no cost limit"
+    tokens_from = "this server" if limits.tokens_overridden else "default"
+    cost_from = "this server" if limits.cost_overridden else "default"
+    return f"{tokens} ({tokens_from}), {cost} ({cost_from}) a day (UTC)"
+
+
+def access_text(channels: tuple[str, ...], roles: tuple[str, ...]) -> str:
+    """Who may use the assistant where, as /settings and /access show it (mentions render as
+    names and ping nobody)."""
+    places = ", ".join(f"<#{c}>" for c in channels) if channels else "every channel it can post in"
+    who = ", ".join(f"<@&{r}>" for r in roles) if roles else "everyone"
+    tail = " (and Manage Server)" if roles else ""
+    return f"**Access**: answers in {places}; usable by {who}{tail}."
+
+
+def rate_text(per_minute: int, *, limit_admins: bool) -> str:
+    """The per-member rate as /settings shows it."""
+    if not per_minute:
+        return "no per-member limit (default)"
+    who = "everyone" if limit_admins else "each member (Manage Server exempt)"
+    return f"{per_minute} answers a minute for {who} (default)"
+
+
+async def memory_line(bot: AssistantBot, guild: str) -> str:
+    """Whether the server memory is on here, and what decides it."""
+    if not bot.memory.enabled:
+        return "**Server memory**: off (MEMORY_ENABLED, the bot's configuration)"
+    if await bot.memory.store.enabled(guild):
+        return "**Server memory**: on (server switch, `/memory switch`)"
+    return "**Server memory**: off (server switch, `/memory switch`; off by default)"
 
 
 class SettingsCommands(CommandCog):
@@ -132,12 +169,15 @@ class SettingsCommands(CommandCog):
     )
     async def settings(self, interaction: Interaction) -> None:
         """Every choice in force (model, system prompt, reasoning, web search, fallbacks, usage
-        footer) with where it comes from, then the history size and the limits."""
+        footer) with where it comes from, then the history size, the limits, the daily budget
+        and the access rules."""
         key = await guild_only(interaction)
         if key is None:
             return
         eff = await self.bot.prefs.effective(key)
         items = await self.bot.core.store.load(key)
+        budget = await self.bot.limits.server_limits(key.guild)
+        access = await self.bot.access.read(key.guild)
         s = self.bot.settings
         system = clip(eff["system"].value, SYSTEM_SHOWN_CHARS)
         lines = [
@@ -153,7 +193,11 @@ class SettingsCommands(CommandCog):
             f"forgotten after {s.history_ttl_seconds // 3600} h idle (default)",
             f"**Limits**: questions up to {s.max_input_chars:,} characters, answers up to "
             f"{s.max_output_tokens:,} tokens (default)",
+            await memory_line(self.bot, key.guild),
+            f"**Daily budget**: {budget_text(budget)}",
+            f"**Rate**: {rate_text(s.user_rate_per_minute, limit_admins=s.limit_admins)}",
+            access_text(access.channels, access.roles),
         ]
         await interaction.response.send_message(
-            clip("\n".join(lines), DEFAULT_LIMIT), ephemeral=True
+            clip("\n".join(lines), DEFAULT_LIMIT), ephemeral=True, allowed_mentions=NO_PINGS
         )

@@ -13,7 +13,16 @@ from aiohttp import web
 from tests.e2e.discord_emulator.gateway import MESSAGE_CONTENT_INTENT, Gateway, GatewayOptions
 from tests.e2e.discord_emulator.interactions import InteractionRecord, Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import SEND_MESSAGES, Channel, Clock, Message, User, iso
+from tests.e2e.discord_emulator.model import (
+    PRIVATE_THREAD,
+    SEND_MESSAGES,
+    Channel,
+    Clock,
+    Message,
+    Role,
+    User,
+    iso,
+)
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter
 from tests.e2e.discord_emulator.rest import API_PREFIX, RestApi, RestCall
 from tests.e2e.discord_emulator.world import World
@@ -21,6 +30,15 @@ from tests.e2e.discord_emulator.world import World
 DEFAULT_TOKEN = "emulated.bot.token"
 OPTION_TYPES_WITH_USERS = (6, 9)
 ATTACHMENT_OPTION = 11
+SUB_COMMAND = 1
+CHANNEL_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE", "THREAD_CREATE", "THREAD_UPDATE")
+"""Events Discord sends a bot only about channels and threads it can view."""
+
+
+def overwrite(target: Role | User, *, allow: int = 0, deny: int = 0) -> dict[str, Any]:
+    """A channel permission overwrite for a role (type 0) or a member (type 1)."""
+    kind = 1 if isinstance(target, User) else 0
+    return {"id": str(target.id), "type": kind, "allow": str(allow), "deny": str(deny)}
 
 
 def _guess_type(filename: str) -> str | None:
@@ -138,13 +156,45 @@ class DiscordEmulator:
             self.rest.forbidden_channels.add(channel_id)
         else:
             self.rest.forbidden_channels.discard(channel_id)
+        await self._dispatch("CHANNEL_UPDATE", channel.payload(channel.guild_id))
+
+    async def add_role(self, name: str, permissions: int = 0) -> Role:
+        """A server admin creates a role; dispatches GUILD_ROLE_CREATE."""
+        role = self.world.add_role(name, permissions, position=1)
+        data = {"guild_id": str(self.world.guild_id), "role": role.payload()}
+        await self._dispatch("GUILD_ROLE_CREATE", data)
+        return role
+
+    def add_user(self, name: str, role_names: list[str] | None = None) -> User:
+        """Someone joins the server with the named roles (no event: the bot has no members
+        intent; messages and interactions carry the member's roles)."""
+        return self.world.add_user(name, role_names)
+
+    async def create_channel(
+        self, name: str, overwrites: list[dict[str, Any]] | None = None
+    ) -> Channel:
+        """A server admin creates a text channel with these overwrites (see `overwrite`);
+        dispatches CHANNEL_CREATE."""
+        channel = self.world.add_channel(name)
+        channel.overwrites = list(overwrites or [])
+        await self._dispatch("CHANNEL_CREATE", channel.payload(self.world.guild_id))
+        return channel
+
+    async def set_overwrites(self, channel_id: int, overwrites: list[dict[str, Any]]) -> None:
+        """A server admin replaces a channel's overwrites; dispatches CHANNEL_UPDATE."""
+        channel = self.store.channel(channel_id)
+        channel.overwrites = list(overwrites)
         await self._dispatch("CHANNEL_UPDATE", channel.payload(self.world.guild_id))
+
+    def bot_role(self) -> Role:
+        """The bot's own managed role."""
+        return next(r for r in self.world.roles.values() if r.bot_id == self.world.bot.id)
 
     async def lock_thread(self, thread_id: int) -> None:
         """A moderator archives and locks a thread: the bot's sends and edits there get 50083."""
         thread = self.store.channel(thread_id)
         thread.archived = thread.locked = True
-        await self._dispatch("THREAD_UPDATE", thread.payload(self.world.guild_id))
+        await self._dispatch("THREAD_UPDATE", thread.payload(thread.guild_id))
 
     def reject_token(self, record: InteractionRecord, *, code: int = 50027) -> None:
         """Discord refuses the interaction's token from now on, early: 401 50027 by default,
@@ -260,16 +310,26 @@ class DiscordEmulator:
 
     # --- injecting what users do ------------------------------------------------------------
 
-    async def _dispatch(self, event: str, data: Any) -> None:
-        """Send a gateway event, hiding content from clients without the message content intent."""
-        for session in list(self.gateway.sessions):
-            if session.ws.closed:
-                continue
+    async def _dispatch(self, event: str, data: Any, *, shard: int | None = None) -> None:
+        """Send a gateway event to the sessions of its server's shard (or of `shard`), hiding
+        content from clients without the message content intent; events of a channel or thread
+        the bot cannot view are not sent (as on Discord)."""
+        if event in CHANNEL_EVENTS and not self._bot_sees(data):
+            await self._notify()
+            return
+        for session in self.gateway.receivers(data, shard=shard):
             payload = data
             if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
                 payload = self._as_seen_by(data, session.intents or 0)
             await session.dispatch(event, payload)
         await self._notify()
+
+    def _bot_sees(self, data: dict[str, Any]) -> bool:
+        """Whether the bot may view the channel or thread an event is about."""
+        channel_id = int(data["channel_id"] if "channel_id" in data else data["id"])
+        if channel_id not in self.world.channels:
+            return True
+        return self.world.can_view(self.world.bot.id, channel_id)
 
     def _as_seen_by(self, message: dict[str, Any], intents: int) -> dict[str, Any]:
         """Without the message content intent, content is empty unless the bot is mentioned."""
@@ -351,10 +411,42 @@ class DiscordEmulator:
         self.attachment_downloads.append(attachment_id)
         return web.Response(body=data, content_type="application/octet-stream")
 
-    async def create_user_thread(self, parent_id: int, name: str, owner: User | str) -> Channel:
-        """A user starts a thread (without a starter message); dispatches THREAD_CREATE."""
+    async def create_user_thread(
+        self,
+        parent_id: int,
+        name: str,
+        owner: User | str,
+        *,
+        private: bool = False,
+        members: list[User | str] | None = None,
+    ) -> Channel:
+        """A user starts a thread (without a starter message); dispatches THREAD_CREATE (for a
+        private thread, only if the bot is one of its `members`)."""
         user = self.user(owner) if isinstance(owner, str) else owner
-        return await self.store.create_thread(parent_id, {"name": name}, user, None)
+        body: dict[str, Any] = {"name": name}
+        if private:
+            body["type"] = PRIVATE_THREAD
+        invited = [self.user(m) if isinstance(m, str) else m for m in members or []]
+        return await self.store.create_thread(parent_id, body, user, None, members=invited)
+
+    async def bulk_delete(self, channel_id: int, message_ids: list[int]) -> None:
+        """A moderator purges messages; dispatches one MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            self.world.messages[message_id].deleted = True
+        event = {
+            "ids": [str(message_id) for message_id in message_ids],
+            "channel_id": str(channel_id),
+            "guild_id": str(self.world.guild_id),
+        }
+        await self._dispatch("MESSAGE_DELETE_BULK", event)
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Its author edits a message; dispatches MESSAGE_UPDATE with the whole new message."""
+        await self.store.edit(self.world.messages[message_id], {"content": content})
+
+    async def remove_bot_from_guild(self) -> None:
+        """The server kicks the bot: dispatches GUILD_DELETE without `unavailable`."""
+        await self._dispatch("GUILD_DELETE", {"id": str(self.world.guild_id)})
 
     async def inject_interaction(
         self,
@@ -364,19 +456,29 @@ class DiscordEmulator:
         user: User | str,
         channel_id: int,
         age: float = 0.0,
+        subcommand: str | None = None,
     ) -> InteractionRecord:
         """A user runs a synced slash command; dispatches INTERACTION_CREATE (type 2).
+        `subcommand` names one of a group's commands (`options` are then that one's).
 
         `age` back-dates the interaction (its snowflake and its token's 15 minutes) by that many
-        seconds, so a bot on the real clock reaches the token's expiry soon after.
+        seconds, so a bot on the real clock reaches the token's expiry soon after. With
+        `subcommand`, the options are that subcommand's (a command group such as /access).
+        Users, roles and channels given as option values are sent resolved, as Discord does.
         """
         member = self.user(user) if isinstance(user, str) else user
         command = self._synced_command(command_name)
         data: dict[str, Any] = {"id": command["id"], "name": command_name, "type": 1}
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
-        if options:
-            data["options"], resolved = self._options(command, options)
+        definition = command
+        if subcommand is not None:
+            definition = next(o for o in command["options"] if o["name"] == subcommand)
+        if options or subcommand is not None:
+            sent, resolved = self._options(definition, options or {})
+            if subcommand is not None:
+                sent = [{"name": subcommand, "type": SUB_COMMAND, "options": sent}]
+            data["options"] = sent
             if resolved:
                 data["resolved"] = resolved
         record = self.interactions.new_record(2, member, channel_id, data, age=age)
@@ -420,36 +522,51 @@ class DiscordEmulator:
     def _options(
         self, command: dict[str, Any], values: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Typed option values as Discord sends them, with resolved users for user options."""
+        """Typed option values as Discord sends them, with resolved users, roles and channels."""
         types = {option["name"]: option["type"] for option in command.get("options", [])}
-        options, users, members, attachments = [], {}, {}, {}
+        options: list[dict[str, Any]] = []
+        resolved: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             kind = types.get(name, 3)
             sent = value
             if isinstance(value, User):
-                users[str(value.id)] = value.payload()
-                members[str(value.id)] = self.world.members[value.id].payload(with_user=False)
-                sent = str(value.id)
+                resolved.setdefault("users", {})[str(value.id)] = value.payload()
+                member = self.world.members[value.id].payload(with_user=False)
+                resolved.setdefault("members", {})[str(value.id)] = member
+            elif isinstance(value, Role):
+                resolved.setdefault("roles", {})[str(value.id)] = value.payload()
+            elif isinstance(value, Channel):
+                channel = value.payload(self.world.guild_id) | {"permissions": str((1 << 53) - 1)}
+                resolved.setdefault("channels", {})[str(value.id)] = channel
             elif kind == ATTACHMENT_OPTION:  # an object from upload_attachment
-                attachments[value["id"]] = self.world.signed_attachment(value)
+                attachment = self.world.signed_attachment(value)
+                resolved.setdefault("attachments", {})[value["id"]] = attachment
                 sent = value["id"]
+            if isinstance(value, User | Role | Channel):
+                sent = str(value.id)
             options.append({"name": name, "type": kind, "value": sent})
-        resolved: dict[str, Any] = {"users": users, "members": members} if users else {}
-        if attachments:
-            resolved["attachments"] = attachments
         return options, resolved
 
     async def inject_component(
-        self, message_id: int, custom_id: str, user: User | str, *, component_type: int = 2
+        self,
+        message_id: int,
+        custom_id: str,
+        user: User | str,
+        *,
+        component_type: int = 2,
+        shard: int | None = None,
     ) -> InteractionRecord:
-        """A user presses a button on a message; dispatches INTERACTION_CREATE (type 3)."""
+        """A user presses a button on a message; dispatches INTERACTION_CREATE (type 3).
+
+        `shard` delivers it to that shard's sessions instead of the server's own, as happens
+        while a bot changes its shard count (old and new sessions overlap)."""
         member = self.user(user) if isinstance(user, str) else user
         message = self.world.messages[message_id]
         data = {"custom_id": custom_id, "component_type": component_type}
         record = self.interactions.new_record(3, member, message.channel_id, data)
         record.payload["message"] = self.world.message_payload(message)
         record.component_message_id = message.id
-        await self._dispatch("INTERACTION_CREATE", record.payload)
+        await self._dispatch("INTERACTION_CREATE", record.payload, shard=shard)
         return record
 
     async def reconnect_clients(self) -> None:

@@ -1,4 +1,8 @@
-"""The gateway websocket: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME, dispatch."""
+"""The gateway websocket: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME, dispatch.
+
+A session that identifies with `shard: [id, count]` gets only the servers of its shard, as on
+Discord: `(guild_id >> 22) % count == id`; events of a server go only to the sessions of its
+shard (a session without `shard` gets every server)."""
 
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ class GatewaySession:
     identify_payload: dict[str, Any] | None = None
     heartbeats: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
+    shard: tuple[int, int] | None = None
+    """[id, count] from IDENTIFY, if the client shards."""
+
+    def gets(self, guild_id: int | None) -> bool:
+        """Whether events of a server (None: no server) go to this session."""
+        if self.shard is None or guild_id is None:
+            return True
+        number, count = self.shard
+        return (guild_id >> 22) % count == number
 
     async def send(self, op: int, data: Any, event: str | None = None) -> None:
         """Send one gateway frame as plain JSON text (discord.py accepts text frames)."""
@@ -83,6 +96,7 @@ class Gateway:
         self.identifies = 0
         self.resumes = 0
         self.intents_by_session: dict[str, int | None] = {}
+        self.shards_by_session: dict[str, tuple[int, int]] = {}
         self.refusing = False
         """While set, new connections get 503 (Discord unreachable); see `drop_all`."""
 
@@ -137,17 +151,29 @@ class Gateway:
         if self.options.refused_intents(session.intents or 0):
             await self._close(session, 4014, "Disallowed intent(s).")
             return
+        shard = data.get("shard")
+        if shard is not None:
+            number, count = int(shard[0]), int(shard[1])
+            if not 0 <= number < count:
+                await self._close(session, 4010, "Invalid shard.")
+                return
+            session.shard = (number, count)
+            self.shards_by_session[session.session_id] = session.shard
         await session.dispatch("READY", self._ready_payload(session))
         session.identified = True
         self.sessions.append(session)
-        await session.dispatch("GUILD_CREATE", self.world.guild_payload())
+        for guild_id in self.world.guilds_of_shard(session.shard):
+            await session.dispatch("GUILD_CREATE", self.world.guild_payload(guild_id))
 
     def _ready_payload(self, session: GatewaySession) -> dict[str, Any]:
-        """The READY event: our user, the session, the guild (unavailable until GUILD_CREATE)."""
-        return {
+        """The READY event: our user, the session, its shard and its guilds (unavailable until
+        their GUILD_CREATE)."""
+        guilds = self.world.guilds_of_shard(session.shard)
+        shard = {} if session.shard is None else {"shard": list(session.shard)}
+        return shard | {
             "v": 10,
             "user": self.world.bot.payload() | {"verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(self.world.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(guild), "unavailable": True} for guild in guilds],
             "session_id": session.session_id,
             "resume_gateway_url": self.resume_url(),
             "application": {"id": str(self.world.application_id), "flags": self.application_flags},
@@ -170,6 +196,7 @@ class Gateway:
         self.resumes += 1
         session.session_id = data["session_id"]
         session.intents = self.intents_by_session[session.session_id]
+        session.shard = self.shards_by_session.get(session.session_id)
         session.sequence = data.get("seq") or 0
         session.identified = True
         self.sessions.append(session)
@@ -179,7 +206,7 @@ class Gateway:
         """Answer REQUEST_GUILD_MEMBERS with one chunk holding every member."""
         members = [member.payload() for member in self.world.members.values()]
         chunk = {
-            "guild_id": str(self.world.guild_id),
+            "guild_id": str(data.get("guild_id") or self.world.guild_id),
             "members": members,
             "chunk_index": 0,
             "chunk_count": 1,
@@ -194,10 +221,27 @@ class Gateway:
         await session.ws.close(code=code, message=reason.encode())
 
     async def dispatch(self, event: str, data: Any) -> None:
-        """Send an event to every identified session."""
-        for session in list(self.sessions):
-            if not session.ws.closed:
-                await session.dispatch(event, data)
+        """Send an event to every identified session that gets its server."""
+        for session in self.receivers(data):
+            await session.dispatch(event, data)
+
+    def receivers(self, data: Any, *, shard: int | None = None) -> list[GatewaySession]:
+        """The open sessions an event goes to: those of its server's shard, or of `shard`."""
+        guild = data.get("guild_id") if isinstance(data, dict) else None
+        return [
+            session
+            for session in list(self.sessions)
+            if not session.ws.closed
+            and (
+                session.gets(int(guild) if guild else None)
+                if shard is None
+                else session.shard is not None and session.shard[0] == shard
+            )
+        ]
+
+    def ready_shards(self) -> set[int]:
+        """The shard ids that have an identified session now."""
+        return {s.shard[0] for s in self.sessions if s.identified and s.shard is not None}
 
     async def reconnect_all(self) -> None:
         """Ask every client to reconnect (op 7), as Discord does before maintenance."""

@@ -71,24 +71,25 @@ class Interactions:
         interaction_id = snowflakes.aged(age) if age else snowflakes.next()
         token = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
         channel = self.store.channel(channel_id)
+        guild_id = channel.guild_id or self.world.guild_id
         payload = {
             "id": str(interaction_id),
             "application_id": str(self.world.application_id),
             "type": kind,
             "data": data,
-            "guild_id": str(self.world.guild_id),
-            "guild": {"id": str(self.world.guild_id), "locale": "en-US", "features": []},
+            "guild_id": str(guild_id),
+            "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
             "channel_id": str(channel.id),
-            "channel": channel.payload(self.world.guild_id),
+            "channel": channel.payload(guild_id),
             "member": self.world.members[user.id].payload()
-            | {"permissions": str(self.world.permissions_of(user.id))},
+            | {"permissions": str(self.world.channel_permissions(user.id, channel.id))},
             "token": token,
             "version": 1,
-            "app_permissions": str(self.world.permissions_of(self.world.bot.id)),
+            "app_permissions": str(self.world.channel_permissions(self.world.bot.id, channel.id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.world.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tests.e2e.discord_emulator import errors
-from tests.e2e.discord_emulator.model import SUPPRESS_EMBEDS_FLAG, Channel, Edit, Message, User
+from tests.e2e.discord_emulator.model import (
+    PRIVATE_THREAD,
+    SUPPRESS_EMBEDS_FLAG,
+    Channel,
+    Edit,
+    Message,
+    User,
+)
 from tests.e2e.discord_emulator.world import World
 
 Dispatch = Callable[[str, Any], Awaitable[None]]
@@ -147,7 +154,7 @@ class MessageStore:
         event = {
             "id": str(message.id),
             "channel_id": str(message.channel_id),
-            "guild_id": str(self.world.guild_id),
+            "guild_id": str(self.world.guild_of(message.channel_id)),
         }
         if not message.is_ephemeral:
             await self.dispatch("MESSAGE_DELETE", event)
@@ -169,7 +176,7 @@ class MessageStore:
             "type": 0,
             "message_id": str(target.id),
             "channel_id": str(target.channel_id),
-            "guild_id": str(self.world.guild_id),
+            "guild_id": str(self.world.guild_of(target.channel_id)),
         }
         return normalised, target
 
@@ -204,9 +211,16 @@ class MessageStore:
             channel.archived = False
 
     async def create_thread(
-        self, parent_id: int, body: dict[str, Any], owner: User, starter: Message | None
+        self,
+        parent_id: int,
+        body: dict[str, Any],
+        owner: User,
+        starter: Message | None,
+        *,
+        members: Sequence[User] = (),
     ) -> Channel:
-        """Validate and create a public thread (from a message when starter is given)."""
+        """Validate and create a thread (from a message when starter is given); type 12 in the
+        body makes a private one, whose members are its owner and `members`."""
         parent = self.channel(parent_id)
         if parent.is_thread:
             raise errors.DiscordError(400, 50024, "Cannot execute action on this channel type")
@@ -225,11 +239,16 @@ class MessageStore:
                 400, 160004, "A thread has already been created for this message"
             )
         thread = self.world.add_thread(
-            parent.id, name, owner, thread_id=starter.id if starter else None
+            parent.id,
+            name,
+            owner,
+            thread_id=starter.id if starter else None,
+            private=body.get("type") == PRIVATE_THREAD,
         )
+        thread.member_ids |= {member.id for member in members if thread.type == PRIVATE_THREAD}
         thread.auto_archive_duration = duration
         if starter is not None:
             starter.thread_id = thread.id
-        payload = thread.payload(self.world.guild_id) | {"newly_created": True}
+        payload = thread.payload(thread.guild_id) | {"newly_created": True}
         await self.dispatch("THREAD_CREATE", payload)
         return thread

@@ -11,6 +11,9 @@ from typing import Any
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
+ADMINISTRATOR = 1 << 3
+MANAGE_THREADS = 1 << 34
+ALL_PERMISSIONS = (1 << 53) - 1
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 MANAGE_MESSAGES = 1 << 13
@@ -34,6 +37,7 @@ EVERYONE_PERMISSIONS = (
 
 TEXT_CHANNEL = 0
 PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
 EPHEMERAL_FLAG = 1 << 6
 LOADING_FLAG = 1 << 7
 SUPPRESS_EMBEDS_FLAG = 1 << 2
@@ -74,6 +78,13 @@ class Snowflakes:
         millis = int(self.clock.wall().timestamp() * 1000) - DISCORD_EPOCH_MS
         candidate = (millis << 22) | (next(self.counter) & 0xFFF)
         self.last = max(candidate, self.last + 1)
+        return self.last
+
+    def on_shard(self, shard: int, shard_count: int) -> int:
+        """A fresh snowflake whose server would be on `shard` of `shard_count` (a guild id)."""
+        millis = (self.next() >> 22) + 1
+        millis += (shard - millis) % shard_count
+        self.last = max(millis << 22, self.last + 1)
         return self.last
 
     def aged(self, seconds: float) -> int:
@@ -181,7 +192,8 @@ class Member:
 
 @dataclass
 class Channel:
-    """A text channel or a public thread (a thread has a parent and thread metadata)."""
+    """A text channel or a thread (a thread has a parent and thread metadata; a private
+    thread also its members)."""
 
     id: int
     name: str
@@ -195,6 +207,9 @@ class Channel:
     created_at: datetime | None = None
     message_count: int = 0
     overwrites: list[dict[str, Any]] = field(default_factory=list)
+    guild_id: int = 0
+    """The server the channel is in (set by the world)."""
+    member_ids: set[int] = field(default_factory=set)
 
     @property
     def is_thread(self) -> bool:

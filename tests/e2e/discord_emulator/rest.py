@@ -14,7 +14,12 @@ from aiohttp import BodyPartReader, web
 from tests.e2e.discord_emulator import errors
 from tests.e2e.discord_emulator.interactions import Interactions
 from tests.e2e.discord_emulator.messages import MessageStore
-from tests.e2e.discord_emulator.model import Message
+from tests.e2e.discord_emulator.model import (
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    Message,
+)
 from tests.e2e.discord_emulator.ratelimit import ChannelMessageLimiter, rate_limit_headers
 from tests.e2e.discord_emulator.world import World
 
@@ -129,6 +134,8 @@ class RestApi:
         self.command_syncs: list[tuple[int | None, list[dict[str, Any]]]] = []
         self.typing: list[tuple[float, int]] = []
         self.forbidden_channels: set[int] = set()
+        self.recommended_shards = 1
+        """What GET /gateway/bot says the bot should run (`shards`)."""
 
     def register(self, app: web.Application) -> None:
         """Add every route, then the loud catch-all for unknown ones."""
@@ -245,7 +252,11 @@ class RestApi:
     def _limit(self, channel_id: int, call: Call) -> None:
         """Refuse a create/edit the bot may not make; count it; raise 429 when limited."""
         channel = self.store.channel(channel_id)
-        if channel_id in self.forbidden_channels:
+        bits = self.world.channel_permissions(self.world.bot.id, channel_id)
+        if not bits & VIEW_CHANNEL:
+            raise errors.DiscordError(403, 50001, "Missing Access")
+        needed = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
+        if channel_id in self.forbidden_channels or not bits & needed:
             raise errors.missing_permissions()
         if channel.is_thread and channel.archived and channel.locked:
             raise errors.thread_archived()
@@ -278,7 +289,11 @@ class RestApi:
     async def get_gateway_bot(self, call: Call) -> Answer:
         """GET /gateway/bot."""
         limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url(), "shards": 1, "session_start_limit": limit}
+        return 200, {
+            "url": self.gateway_url(),
+            "shards": self.recommended_shards,
+            "session_start_limit": limit,
+        }
 
     def _command_scope(self, call: Call) -> int | None:
         """None for global commands, the guild id for guild commands; checks the ids."""
@@ -286,9 +301,10 @@ class RestApi:
             raise errors.DiscordError(403, 50001, "Missing Access")
         if "guild_id" not in call.params:
             return None
-        if call.int_param("guild_id") != self.world.guild_id:
+        guild_id = call.int_param("guild_id")
+        if guild_id not in self.world.guild_names:
             raise errors.DiscordError(403, 50001, "Missing Access")
-        return self.world.guild_id
+        return guild_id
 
     async def get_commands(self, call: Call) -> Answer:
         """GET the registered commands of a scope."""
@@ -329,14 +345,14 @@ class RestApi:
     async def get_member(self, call: Call) -> Answer:
         """GET /guilds/{guild_id}/members/{user_id}."""
         member = self.world.members.get(call.int_param("user_id"))
-        if call.int_param("guild_id") != self.world.guild_id or member is None:
+        if call.int_param("guild_id") not in self.world.guild_names or member is None:
             raise errors.DiscordError(404, 10007, "Unknown Member")
         return 200, member.payload()
 
     async def get_channel(self, call: Call) -> Answer:
         """GET /channels/{channel_id}."""
         channel = self.store.channel(call.int_param("channel_id"))
-        return 200, channel.payload(self.world.guild_id)
+        return 200, channel.payload(channel.guild_id)
 
     async def list_messages(self, call: Call) -> Answer:
         """GET /channels/{channel_id}/messages, newest first, with limit/before/after."""
@@ -412,13 +428,13 @@ class RestApi:
         thread = await self.store.create_thread(
             starter.channel_id, call.json, self.world.bot, starter
         )
-        return 201, thread.payload(self.world.guild_id)
+        return 201, thread.payload(thread.guild_id)
 
     async def thread_without_message(self, call: Call) -> Answer:
         """POST /channels/{channel_id}/threads."""
         parent_id = call.int_param("channel_id")
         thread = await self.store.create_thread(parent_id, call.json, self.world.bot, None)
-        return 201, thread.payload(self.world.guild_id)
+        return 201, thread.payload(thread.guild_id)
 
     async def join_thread(self, call: Call) -> Answer:
         """PUT /channels/{channel_id}/thread-members/@me."""

@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.e2e.discord_emulator.model import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
     CREATE_PUBLIC_THREADS,
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
     MANAGE_MESSAGES,
+    MANAGE_THREADS,
+    PRIVATE_THREAD,
     PUBLIC_THREAD,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -56,6 +60,8 @@ class World:
     users_by_name: dict[str, User] = field(default_factory=dict)
     roles_by_name: dict[str, Role] = field(default_factory=dict)
     channels_by_name: dict[str, Channel] = field(default_factory=dict)
+    guild_names: dict[int, str] = field(default_factory=dict)
+    """Every server of the world by id, the first (`guild_id`) included."""
 
     @classmethod
     def build(cls, clock: Clock, bot_name: str = "llm-bot") -> World:
@@ -63,6 +69,7 @@ class World:
         snowflakes = Snowflakes(clock)
         bot = User(snowflakes.next(), bot_name, bot=True)
         world = cls(clock, snowflakes, bot, application_id=bot.id, guild_id=snowflakes.next())
+        world.guild_names[world.guild_id] = world.guild_name
         world.add_role("@everyone", EVERYONE_PERMISSIONS, role_id=world.guild_id)
         world.add_role("Moderators", MANAGE_MESSAGES, position=2)
         world.add_role("Admins", MANAGE_GUILD, position=3)
@@ -77,6 +84,27 @@ class World:
         world.add_channel("general")
         world.add_channel("random")
         return world
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> int:
+        """Another server with the same members and roles (and its own @everyone), on shard
+        `(id, count)` when given; its channels are added with `add_channel(..., guild_id=)`."""
+        guild_id = self.snowflakes.on_shard(*shard) if shard else self.snowflakes.next()
+        self.guild_names[guild_id] = name
+        everyone = self.roles[self.guild_id]
+        self.roles[guild_id] = Role(guild_id, "@everyone", everyone.permissions)
+        return guild_id
+
+    def guilds_of_shard(self, shard: tuple[int, int] | None) -> list[int]:
+        """The servers whose events go to a session of shard `(id, count)` (all without one)."""
+        if shard is None:
+            return list(self.guild_names)
+        number, count = shard
+        return [guild for guild in self.guild_names if (guild >> 22) % count == number]
+
+    def guild_of(self, channel_id: int) -> int:
+        """The server a channel or thread is in."""
+        channel = self.channels.get(channel_id)
+        return channel.guild_id if channel is not None and channel.guild_id else self.guild_id
 
     def add_role(
         self,
@@ -113,37 +141,90 @@ class World:
         self.add_member(user, [self.roles_by_name[role].id for role in role_names or []])
         return user
 
-    def add_channel(self, name: str) -> Channel:
-        """Create a text channel."""
-        channel = Channel(self.snowflakes.next(), name, position=len(self.channels_by_name))
+    def add_channel(self, name: str, *, guild_id: int | None = None) -> Channel:
+        """Create a text channel (in the first server unless another is named)."""
+        channel = Channel(
+            self.snowflakes.next(),
+            name,
+            position=len(self.channels_by_name),
+            guild_id=guild_id or self.guild_id,
+        )
         self.channels[channel.id] = channel
         self.channels_by_name[name] = channel
         return channel
 
     def add_thread(
-        self, parent_id: int, name: str, owner: User, *, thread_id: int | None = None
+        self,
+        parent_id: int,
+        name: str,
+        owner: User,
+        *,
+        thread_id: int | None = None,
+        private: bool = False,
     ) -> Channel:
-        """Create a public thread under a text channel (with the starter message's id if any)."""
+        """Create a thread under a text channel (with the starter message's id if any); a
+        private one has its owner as its first member."""
         thread = Channel(
             thread_id or self.snowflakes.next(),
             name,
-            type=PUBLIC_THREAD,
+            type=PRIVATE_THREAD if private else PUBLIC_THREAD,
             parent_id=parent_id,
             owner_id=owner.id,
             created_at=self.clock.wall(),
+            guild_id=self.guild_of(parent_id),
+            member_ids={owner.id} if private else set(),
         )
         self.channels[thread.id] = thread
         return thread
 
-    def permissions_of(self, user_id: int) -> int:
+    def permissions_of(self, user_id: int, guild_id: int | None = None) -> int:
         """The guild-level permission bits of a member (owner and Administrator get everything)."""
         member = self.members[user_id]
-        bits = self.roles[self.guild_id].permissions
+        bits = self.roles[guild_id or self.guild_id].permissions
         for role_id in member.role_ids:
             bits |= self.roles[role_id].permissions
-        if user_id == self.owner_id or bits & (1 << 3):
-            return (1 << 53) - 1
+        if user_id == self.owner_id or bits & ADMINISTRATOR:
+            return ALL_PERMISSIONS
         return bits
+
+    def channel_permissions(self, user_id: int, channel_id: int) -> int:
+        """A member's permission bits in a channel, as Discord computes them: the guild-level
+        bits, then the channel's @everyone overwrite, then its role overwrites together, then
+        the member's own; without View Channel, none. A thread uses its parent's; a private
+        thread is visible only to its members and to Manage Threads."""
+        guild_id = self.guild_of(channel_id)
+        bits = self.permissions_of(user_id, guild_id)
+        if bits == ALL_PERMISSIONS:
+            return bits
+        channel = self.channels[channel_id]
+        if channel.is_thread and channel.parent_id is not None:
+            bits = self.channel_permissions(user_id, channel.parent_id)
+            private = channel.type == PRIVATE_THREAD
+            if private and user_id not in channel.member_ids and not bits & MANAGE_THREADS:
+                return 0
+            return bits
+        overwrites = {int(o["id"]): o for o in channel.overwrites}
+        everyone = overwrites.get(guild_id)
+        if everyone is not None:
+            bits = (bits & ~int(everyone["deny"])) | int(everyone["allow"])
+        roles = [
+            overwrites[role_id]
+            for role_id in self.members[user_id].role_ids
+            if role_id in overwrites and role_id != guild_id
+        ]
+        denied = allowed = 0
+        for overwrite in roles:
+            denied |= int(overwrite["deny"])
+            allowed |= int(overwrite["allow"])
+        bits = (bits & ~denied) | allowed
+        own = overwrites.get(user_id)
+        if own is not None and int(own.get("type", 1)) == 1:
+            bits = (bits & ~int(own["deny"])) | int(own["allow"])
+        return bits if bits & VIEW_CHANNEL else 0
+
+    def can_view(self, user_id: int, channel_id: int) -> bool:
+        """Whether a member may view a channel or thread now."""
+        return bool(self.channel_permissions(user_id, channel_id) & VIEW_CHANNEL)
 
     def user(self, user_id: int) -> User:
         """A known user by id."""
@@ -188,7 +269,7 @@ class World:
         }
         self._add_optional_fields(message, data)
         if gateway:
-            data["guild_id"] = str(self.guild_id)
+            data["guild_id"] = str(self.guild_of(message.channel_id))
             if message.author.id in self.members and message.webhook_id is None:
                 data["member"] = self.members[message.author.id].payload(with_user=False)
         return data
@@ -214,7 +295,8 @@ class World:
             data["webhook_id"] = str(message.webhook_id)
             data["application_id"] = str(self.application_id)
         if message.thread_id is not None:
-            data["thread"] = self.channels[message.thread_id].payload(self.guild_id)
+            thread = self.channels[message.thread_id]
+            data["thread"] = thread.payload(thread.guild_id)
 
     def _mention_payload(self, user: User) -> dict[str, Any]:
         """A user in a message's `mentions`, with their partial member object."""
@@ -222,13 +304,16 @@ class World:
         data["member"] = self.members[user.id].payload(with_user=False)
         return data
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
         """The GUILD_CREATE payload: the whole guild with channels, threads, roles and members."""
-        channels = [c for c in self.channels.values() if not c.is_thread]
-        threads = [c for c in self.channels.values() if c.is_thread and not c.archived]
+        guild_id = guild_id or self.guild_id
+        mine = [c for c in self.channels.values() if c.guild_id == guild_id]
+        channels = [c for c in mine if not c.is_thread]
+        threads = [c for c in mine if c.is_thread and not c.archived]
+        roles = [r for r in self.roles.values() if r.id == guild_id or r.id not in self.guild_names]
         return {
-            "id": str(self.guild_id),
-            "name": self.guild_name,
+            "id": str(guild_id),
+            "name": self.guild_names[guild_id],
             "icon": None,
             "owner_id": str(self.owner_id),
             "unavailable": False,
@@ -244,11 +329,11 @@ class World:
             "nsfw_level": 0,
             "premium_tier": 0,
             "system_channel_id": None,
-            "roles": [role.payload() for role in self.roles.values()],
+            "roles": [role.payload() for role in roles],
             "emojis": [],
             "stickers": [],
-            "channels": [channel.payload(self.guild_id) for channel in channels],
-            "threads": [thread.payload(self.guild_id) for thread in threads],
+            "channels": [channel.payload(guild_id) for channel in channels],
+            "threads": [thread.payload(guild_id) for thread in threads],
             "members": [member.payload() for member in self.members.values()],
             "voice_states": [],
             "presences": [],
