@@ -81,6 +81,14 @@ async def run_bot(settings: Settings) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            except (aiohttp.ClientConnectionError, OSError) as exc:
+                where, why = settings.discord_api_base, exc.__class__.__name__
+                print(
+                    f"Could not reach Discord at {where} ({why}): check the network, or "
+                    "DISCORD_API_BASE.",
+                    file=sys.stderr,
+                )
+                return 1
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:

@@ -14,7 +14,7 @@ from bot.core.history import HistoryStore
 from bot.core.inflight import RESTART_NOTICE
 from bot.core.keys import ConversationKey
 from bot.core.renderer import STREAMING_MARKER
-from tests.e2e.bot_process import REPO_ROOT, BotProcess
+from tests.e2e.bot_process import REPO_ROOT, BotProcess, bot_env
 from tests.e2e.stack import (
     SLASH_COMMANDS,
     answer,
@@ -23,6 +23,7 @@ from tests.e2e.stack import (
     input_texts,
     running_stack,
 )
+from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -220,3 +221,28 @@ async def test_bot_starts_from_the_shipped_env_example(tmp_path: Path) -> None:
             [reply] = await stack.wait_for_final(channel.id)
             assert await bot.stop() == 0
     assert reply.content == "Configured."
+
+
+async def test_discord_unreachable_is_one_line(tmp_path: Path) -> None:
+    """No Discord at DISCORD_API_BASE (no network, a wrong proxy address): exit 1 with one plain
+    stderr line naming where it looked, no traceback."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.workdir.mkdir(parents=True)
+    redis.start()
+    try:
+        nowhere = f"http://127.0.0.1:{free_port()}/api/v10"
+        env = bot_env(
+            discord_token="token",
+            discord_api_base=nowhere,
+            discord_gateway_url="ws://127.0.0.1:1/",
+            redis_url=redis.url,
+            openrouter_base_url="http://127.0.0.1:1/api/v1",
+        )
+        async with BotProcess(env, tmp_path / "bot") as bot:
+            status = await bot.wait(timeout=30)
+            stderr = bot.stderr_text()
+    finally:
+        redis.stop()
+    assert status == 1
+    [line] = stderr.strip().splitlines()
+    assert line.startswith(f"Could not reach Discord at {nowhere}")
