@@ -7,7 +7,9 @@ Responses event parser), `HistoryStore` latencies, server-memory recall on 1,000
 state in the process after 10,000 conversations; Redis memory per full conversation), prompt
 caching (bench_cache: how often a 100-turn conversation's request extends the previous one, and
 the input characters per turn) and live replies under load in real time (bench_live, ~50 s),
-then 200 answers at once in one process (CPU, peak RSS, staleness, requests, would-be 429s).
+then 200 answers at once in one process (CPU, peak RSS, staleness, requests, would-be 429s),
+then two processes sharing one global budget through Redis against the same two with local
+pacing only (bench_shared, ~25 s: merged requests per second, shares, would-be 429s).
 Redis work uses the bench's own redis-server on a free port, never the REDIS_URL of a .env.
 """
 
@@ -27,7 +29,14 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import bench_cache, bench_live, bench_memory, bench_recall, bench_renderer
+from bench import (
+    bench_cache,
+    bench_live,
+    bench_memory,
+    bench_recall,
+    bench_renderer,
+    bench_shared,
+)
 from bench.table import Row, print_table
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
@@ -188,6 +197,8 @@ def main() -> None:
     bench_live.main()
     print()
     bench_live.load_main()
+    print(flush=True)
+    bench_shared.main()
 
 
 if __name__ == "__main__":

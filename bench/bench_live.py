@@ -14,6 +14,9 @@ answers streaming at once in one process, one per channel, with the CPU seconds 
 of the process during the run, staleness (the lag, and the longest time a reply went without an
 update), requests per bucket and globally, and how many requests Discord's limits (5 per 5 s
 per channel, 50 per second globally) would have answered with 429.
+
+Two processes sharing the global budget are in bench_shared (`python -m bench.bench_live
+shared` runs only that part).
 """
 
 from __future__ import annotations
@@ -418,15 +421,15 @@ def load_main(answers: int = LOAD_ANSWERS) -> None:
         f"channel, {TOKENS_PER_SECOND} tokens/s for {STREAM_SECONDS} s each, one EditPacer"
     )
     print_metric_table("metric", [f"{answers} ch"], load_rows(run))
-    print(
-        "Two processes sharing one global budget: not measured yet; it needs the budget shared "
-        "through Redis (issue 12, item 5)."
-    )
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["load"]:
         load_main()
+    elif sys.argv[1:] == ["shared"]:
+        from bench import bench_shared
+
+        bench_shared.main()
     else:
         main()
         print()
