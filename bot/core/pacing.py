@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 _GLOBAL_WINDOW = 1.0
+MAX_AT_GATE = 2
+"""Requests of this process that may wait at the shared global gate at once. The rest wait here,
+where urgent requests go first and typing yields to text: a long queue at the gate would serve
+them in arrival order (two keep the gate busy: a reservation is one Redis round trip)."""
 WINDOW_MARGIN = 0.2
 """Seconds added to each bucket's window. A request reaches Discord some time after its slot is
 granted (the event loop, the network); with six requests spread over exactly 5 s, a first one
@@ -254,7 +258,7 @@ class EditPacer:
         now = self._clock()
         # A cancelled waiter's future is cancelled at once, its `wait()` handler runs later.
         self._waiting = [slot for slot in self._waiting if not slot.withdrawn]
-        while True:
+        while self._gate is None or len(self._admitting) < MAX_AT_GATE:
             ready_now = [slot for slot in self._heads() if self._ready_at(slot, now) <= now]
             ready = next((slot for slot in ready_now if not slot.background), None)
             ready = ready or next(iter(ready_now), None)
@@ -306,6 +310,8 @@ class EditPacer:
 
     def _schedule(self, now: float) -> None:
         """Make sure a timer wakes the pacer when the earliest waiting request may start."""
+        if self._gate is not None and len(self._admitting) >= MAX_AT_GATE:
+            return  # the gate is full: the next one to pass it dispatches again
         heads = self._heads()
         if not heads:
             return  # nothing waits, or only behind requests at the global gate

@@ -110,3 +110,31 @@ def test_local_budget_spaces_requests_after_its_burst() -> None:
     assert budget.reserve_now() == 0
     with pytest.raises(ValueError, match="positive"):
         LocalRequestBudget(0)
+
+
+def test_a_busy_gate_still_serves_an_urgent_request_first() -> None:
+    """With 30 typing requests waiting on a slow shared gate, a final edit asked for later still
+    goes within the next few grants: only a couple of requests wait at the gate at once, the
+    rest in the pacer, where urgent ones go first and typing yields."""
+
+    async def scenario() -> tuple[list[str], int]:
+        loop = asyncio.get_running_loop()
+        gate = LocalRequestBudget(5, burst=1, clock=loop.time)
+        pacer = EditPacer(clock=loop.time, global_gate=gate)
+        order: list[str] = []
+
+        async def one(bucket: str, **kwargs: bool) -> None:
+            await pacer.acquire(bucket, **kwargs)
+            order.append(bucket)
+
+        async with asyncio.TaskGroup() as group:
+            for channel in range(30):
+                group.create_task(one(f"channel:{channel}:typing", background=True))
+            await asyncio.sleep(0)
+            group.create_task(one("channel:final", urgent=True))
+            waiting_at_gate = len(pacer._admitting)
+        return order, waiting_at_gate
+
+    order, waiting_at_gate = run_virtual(scenario())
+    assert waiting_at_gate <= 2
+    assert order.index("channel:final") <= 2
