@@ -111,6 +111,40 @@ async def test_injected_message_is_answered_with_a_reply_then_edited(
     assert emulator.calls("PATCH", MESSAGE)[0].body["allowed_mentions"]["parse"] == []
 
 
+async def test_direct_message_reaches_the_client_as_a_dm_channel_and_is_answered_there(
+    emulator: DiscordEmulator, start_client: ClientStarter
+) -> None:
+    """A message in a DM comes without guild_id; discord.py builds a DMChannel with the user as
+    recipient, and its reply and edit land in the DM."""
+    bot = make_bot()
+    bot.intents.dm_messages = True
+    seen: asyncio.Future[discord.Message] = asyncio.get_running_loop().create_future()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        """Answer humans in the channel they wrote in, then edit the answer."""
+        if message.author.bot:
+            return
+        seen.set_result(message)
+        reply = await message.reply("psst")
+        await reply.edit(content="psst, edited")
+
+    await ready_bot(start_client, bot)
+    dm = emulator.open_dm("alice")
+    assert emulator.open_dm("alice") is dm
+    injected = await emulator.inject_message(dm.id, "alice", "just between us")
+    assert "guild_id" not in injected
+    received = await asyncio.wait_for(seen, 10)
+    assert isinstance(received.channel, discord.DMChannel)
+    assert received.guild is None
+    assert received.author.id == emulator.user("alice").id
+    await emulator.wait_for_call("PATCH", MESSAGE)
+    [reply] = emulator.bot_messages(dm.id)
+    assert reply.history == ["psst", "psst, edited"]
+    assert reply.message_reference is not None
+    assert "guild_id" not in reply.message_reference
+
+
 async def test_content_limits_raise_discords_error_codes(
     emulator: DiscordEmulator, start_client: ClientStarter
 ) -> None:

@@ -221,6 +221,11 @@ class DiscordEmulator:
         """A member by name: owner, alice, bob, mod (Manage Messages), admin (Manage Guild)."""
         return self.world.users_by_name[name]
 
+    def open_dm(self, user: User | str) -> Channel:
+        """The DM channel between a user and the bot (type 1, no server); `inject_message`
+        into it sends MESSAGE_CREATE without `guild_id`, to shard 0 only."""
+        return self.world.add_dm(self.user(user) if isinstance(user, str) else user)
+
     def channel(self, name: str) -> Channel:
         """A text channel by name: general, random."""
         return self.world.channels_by_name[name]

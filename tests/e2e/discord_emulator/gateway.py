@@ -228,6 +228,9 @@ class Gateway:
     def receivers(self, data: Any, *, shard: int | None = None) -> list[GatewaySession]:
         """The open sessions an event goes to: those of its server's shard, or of `shard`."""
         guild = data.get("guild_id") if isinstance(data, dict) else None
+        if isinstance(data, dict) and self.world.is_dm(int(data.get("channel_id") or 0)):
+            # A DM belongs to no server: Discord sends its events to shard 0 alone.
+            return [s for s in self.receivers({}) if s.shard is None or s.shard[0] == 0]
         return [
             session
             for session in list(self.sessions)

@@ -151,11 +151,9 @@ class MessageStore:
     async def delete(self, message: Message) -> None:
         """Mark the message deleted and dispatch MESSAGE_DELETE."""
         message.deleted = True
-        event = {
-            "id": str(message.id),
-            "channel_id": str(message.channel_id),
-            "guild_id": str(self.world.guild_of(message.channel_id)),
-        }
+        event = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if not self.world.is_dm(message.channel_id):
+            event["guild_id"] = str(self.world.guild_of(message.channel_id))
         if not message.is_ephemeral:
             await self.dispatch("MESSAGE_DELETE", event)
 
@@ -176,8 +174,9 @@ class MessageStore:
             "type": 0,
             "message_id": str(target.id),
             "channel_id": str(target.channel_id),
-            "guild_id": str(self.world.guild_of(target.channel_id)),
         }
+        if not self.world.is_dm(target.channel_id):
+            normalised["guild_id"] = str(self.world.guild_of(target.channel_id))
         return normalised, target
 
     def _replied_to(self, message: Message) -> Message | None:

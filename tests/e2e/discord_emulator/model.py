@@ -36,6 +36,7 @@ EVERYONE_PERMISSIONS = (
 )
 
 TEXT_CHANNEL = 0
+DM_CHANNEL = 1
 PUBLIC_THREAD = 11
 PRIVATE_THREAD = 12
 EPHEMERAL_FLAG = 1 << 6
@@ -210,14 +211,29 @@ class Channel:
     guild_id: int = 0
     """The server the channel is in (set by the world)."""
     member_ids: set[int] = field(default_factory=set)
+    recipient: User | None = None
+    """The user at the other end of a DM channel (type 1; it has no server)."""
 
     @property
     def is_thread(self) -> bool:
         """True for threads."""
         return self.type in (10, 11, 12)
 
+    @property
+    def is_dm(self) -> bool:
+        """True for a direct-message channel."""
+        return self.type == DM_CHANNEL
+
     def payload(self, guild_id: int) -> dict[str, Any]:
-        """The channel object Discord sends."""
+        """The channel object Discord sends (a DM's: no server, its recipient)."""
+        if self.is_dm and self.recipient is not None:
+            return {
+                "id": str(self.id),
+                "type": DM_CHANNEL,
+                "last_message_id": None,
+                "flags": 0,
+                "recipients": [self.recipient.payload()],
+            }
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,

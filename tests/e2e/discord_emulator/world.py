@@ -9,6 +9,7 @@ from tests.e2e.discord_emulator.model import (
     ADMINISTRATOR,
     ALL_PERMISSIONS,
     CREATE_PUBLIC_THREADS,
+    DM_CHANNEL,
     EVERYONE_PERMISSIONS,
     MANAGE_GUILD,
     MANAGE_MESSAGES,
@@ -153,6 +154,20 @@ class World:
         self.channels_by_name[name] = channel
         return channel
 
+    def add_dm(self, user: User) -> Channel:
+        """The DM channel between a user and the bot (opened once, then the same one)."""
+        for channel in self.channels.values():
+            if channel.is_dm and channel.recipient == user:
+                return channel
+        channel = Channel(self.snowflakes.next(), "", type=DM_CHANNEL, recipient=user)
+        self.channels[channel.id] = channel
+        return channel
+
+    def is_dm(self, channel_id: int) -> bool:
+        """Whether a channel is a DM (it belongs to no server)."""
+        channel = self.channels.get(channel_id)
+        return channel is not None and channel.is_dm
+
     def add_thread(
         self,
         parent_id: int,
@@ -192,6 +207,8 @@ class World:
         bits, then the channel's @everyone overwrite, then its role overwrites together, then
         the member's own; without View Channel, none. A thread uses its parent's; a private
         thread is visible only to its members and to Manage Threads."""
+        if self.is_dm(channel_id):
+            return EVERYONE_PERMISSIONS  # no server, no roles: a DM's own fixed permissions
         guild_id = self.guild_of(channel_id)
         bits = self.permissions_of(user_id, guild_id)
         if bits == ALL_PERMISSIONS:
@@ -268,7 +285,7 @@ class World:
             "flags": message.flags,
         }
         self._add_optional_fields(message, data)
-        if gateway:
+        if gateway and not self.is_dm(message.channel_id):
             data["guild_id"] = str(self.guild_of(message.channel_id))
             if message.author.id in self.members and message.webhook_id is None:
                 data["member"] = self.members[message.author.id].payload(with_user=False)
