@@ -25,10 +25,11 @@ import dataclasses
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from bot.core.errors import LLMError, LLMStatusError, LLMStreamError
 from bot.core.events import Completed, Failed, HistoryItem, Incomplete, StreamEvent, TextDelta
+from bot.core.responses import EventSource
 
 CHARS_PER_TOKEN: Final = 4
 ITEM_TOKENS: Final = 8
@@ -118,14 +119,6 @@ def is_context_error(error: LLMError) -> bool:
     status = error.status if isinstance(error, LLMStatusError) else None
     said = f"{error.detail} {error.provider_message}"
     return status in (400, 413) and bool(_TOO_LONG.search(said))
-
-
-class EventSource(Protocol):
-    """What streams a request's events (the Responses client)."""
-
-    def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
-        """Send the request and yield typed events, ending with one final event."""
-        ...
 
 
 class RetryShorter:

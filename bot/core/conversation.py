@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from redis.exceptions import RedisError
 
-from bot.core.context import EventSource, RetryShorter, fit_history, input_budget
+from bot.core.context import RetryShorter, fit_history, input_budget
 from bot.core.errors import LLMError
 from bot.core.events import (
     STOPPED_REASON,
@@ -28,7 +28,7 @@ from bot.core.history import HistoryStore, turn_items
 from bot.core.images import ImageSource, resolve_images
 from bot.core.keys import ConversationKey
 from bot.core.options import AnswerOptions
-from bot.core.responses import ResponsesClient
+from bot.core.responses import EventSource, ResponsesClient
 from bot.core.tools.loop import ToolLoop
 from bot.core.tools.registry import Toolset
 from bot.core.turnlock import TurnLock

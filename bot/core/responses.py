@@ -16,7 +16,7 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -147,6 +147,15 @@ def not_event_stream_error(content_type: str, body: bytes) -> LLMError:
             return http_error(code, body, None)
         return error_from_payload({"error": error, "metadata": parsed.get("metadata")})
     return LLMStreamError(f"the answer was not an event stream ({content_type or 'no type'})")
+
+
+class EventSource(Protocol):
+    """Streams the typed events of one request: the Responses client, or a source wrapped around
+    it (a shorter retry, the tool loop)."""
+
+    def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
+        """Send the request and yield its events, ending with exactly one final event."""
+        ...
 
 
 class ResponsesClient:

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from bot.core.errors import LLMError, LLMStatusError, LLMStreamError
 from bot.core.events import (
@@ -42,20 +42,12 @@ from bot.core.events import (
     TextDelta,
     Usage,
 )
-from bot.core.responses import history_item_input
+from bot.core.responses import EventSource, history_item_input
 from bot.core.tools.registry import Tool, ToolError, Toolset, check_arguments
 
 log = logging.getLogger(__name__)
 
 ROUND_SEPARATOR = "\n\n"
-
-
-class EventSource(Protocol):
-    """Streams the typed events of one request (the Responses client, or a tool loop)."""
-
-    def stream(self, request: dict[str, Any]) -> AsyncGenerator[StreamEvent, None]:
-        """Send the request and yield its events, ending with exactly one final event."""
-        ...
 
 
 class ToolRoundsExceededError(LLMError):
