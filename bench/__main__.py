@@ -37,7 +37,7 @@ from bench import (
     bench_renderer,
     bench_shared,
 )
-from bench.table import Row, print_table
+from bench.table import Row, latency_row, print_table, timed
 from bot.core.events import HistoryItem
 from bot.core.history import HistoryStore
 from bot.core.keys import ConversationKey
@@ -116,24 +116,6 @@ def sse_rows() -> list[Row]:
         detail = f"best {best:.1f} MB/s, {SSE_RUNS} runs"
         rows.append(Row(name, f"{median:.1f} MB/s", detail, explains))
     return rows
-
-
-def latency_row(name: str, seconds: list[float], explains: str) -> Row:
-    """A row with the median latency and the spread."""
-    ms = sorted(s * 1000 for s in seconds)
-    p95 = ms[int(len(ms) * 0.95) - 1]
-    spread = f"p95 {p95:.3f} ms, max {ms[-1]:.3f} ms"
-    return Row(name, f"{statistics.median(ms):.3f} ms", spread, explains)
-
-
-async def timed(count: int, action: Callable[[int], Awaitable[object]]) -> list[float]:
-    """Run the awaitable `action(i)` count times; the duration of each."""
-    durations = []
-    for i in range(count):
-        start = time.perf_counter()
-        await action(i)
-        durations.append(time.perf_counter() - start)
-    return durations
 
 
 async def history_rows(url: str) -> list[Row]:

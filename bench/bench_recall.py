@@ -11,13 +11,12 @@ first (a fresh process reads and indexes every fact) and the scoring alone. Run 
 from __future__ import annotations
 
 import random
-import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import redis.asyncio as aioredis
 
-from bench.table import Row
+from bench.table import Row, latency_row, timed
 from bot.core.tools.context import Caller, Place
 from bot.core.tools.memory_store import MemoryStore
 from bot.core.tools.ranking import Index
@@ -50,24 +49,6 @@ def _place(rng: random.Random) -> Place:
     if roll < 0.9:
         return Place("bench", str(rng.randint(21, 25)))
     return Place("bench", str(rng.randint(100, 150)), parent="21", thread="private")
-
-
-def latency_row(name: str, seconds: list[float], explains: str) -> Row:
-    """A row with the median latency and the spread."""
-    ms = sorted(s * 1000 for s in seconds)
-    p95 = ms[int(len(ms) * 0.95) - 1]
-    spread = f"p95 {p95:.3f} ms, max {ms[-1]:.3f} ms"
-    return Row(name, f"{statistics.median(ms):.3f} ms", spread, explains)
-
-
-async def timed(count: int, action: Callable[[int], Awaitable[object]]) -> list[float]:
-    """Run the awaitable `action(i)` count times; the duration of each."""
-    durations = []
-    for i in range(count):
-        start = time.perf_counter()
-        await action(i)
-        durations.append(time.perf_counter() - start)
-    return durations
 
 
 async def rows(url: str) -> list[Row]:

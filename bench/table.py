@@ -1,8 +1,11 @@
-"""The benchmarks' output: rows of a name, a value, details, and a one-line explanation."""
+"""The benchmarks' output: rows of a name, a value, details, and a one-line explanation; and
+the latency helpers several benches share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -26,3 +29,21 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
         if row.explains:
             print(f"  ↳ {row.explains}")
     print()
+
+
+def latency_row(name: str, seconds: list[float], explains: str) -> Row:
+    """A row with the median latency and the spread."""
+    ms = sorted(s * 1000 for s in seconds)
+    p95 = ms[int(len(ms) * 0.95) - 1]
+    spread = f"p95 {p95:.3f} ms, max {ms[-1]:.3f} ms"
+    return Row(name, f"{statistics.median(ms):.3f} ms", spread, explains)
+
+
+async def timed(count: int, action: Callable[[int], Awaitable[object]]) -> list[float]:
+    """Run the awaitable `action(i)` count times; the duration of each."""
+    durations = []
+    for i in range(count):
+        start = time.perf_counter()
+        await action(i)
+        durations.append(time.perf_counter() - start)
+    return durations
