@@ -121,20 +121,19 @@ async def server() -> AsyncIterator[SignallingServer]:
         yield fake
 
 
-@pytest.fixture
-async def cli(
-    tmp_path: Path,
-    server: SignallingServer,
-    redis_server: RedisServer,
-    redis_client: aioredis.Redis,
+@contextlib.asynccontextmanager
+async def cli_runner(
+    tmp_path: Path, server: SignallingServer, redis_server: RedisServer, **settings: str
 ) -> AsyncIterator[Cli]:
-    """A CLI runner wired to the fake server and the (emptied) test redis."""
+    """A CLI runner wired to the fake server and the test redis (plus `settings`); any process
+    still running at the end is killed."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "REDIS_URL": redis_server.url,
         "OPENROUTER_BASE_URL": server.url,
         "OPENROUTER_API_KEY": API_KEY,
+        **settings,
     }
     runner = Cli(tmp_path, env)
     try:
@@ -144,6 +143,18 @@ async def cli(
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def cli(
+    tmp_path: Path,
+    server: SignallingServer,
+    redis_server: RedisServer,
+    redis_client: aioredis.Redis,
+) -> AsyncIterator[Cli]:
+    """A CLI runner wired to the fake server and the (emptied) test redis."""
+    async with cli_runner(tmp_path, server, redis_server) as runner:
+        yield runner
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ subprocesses against the local Responses server and the test redis."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import redis.asyncio as aioredis
 
 from bot.core.tools.context import Caller, Place
 from bot.core.tools.memory_store import MemoryStore
-from tests.integration.test_cli import API_KEY, Cli, SignallingServer
+from tests.integration.test_cli import Cli, SignallingServer, cli_runner
 from tests.support.fake_responses import ScriptedCall, SseStream, sse_stream, tool_call_stream
 from tests.support.redis_server import RedisServer
 
@@ -35,22 +34,8 @@ async def cli(
     redis_client: aioredis.Redis,
 ) -> AsyncIterator[Cli]:
     """A CLI runner wired to the fake server and the (emptied) test redis, memory on."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "REDIS_URL": redis_server.url,
-        "OPENROUTER_BASE_URL": server.url,
-        "OPENROUTER_API_KEY": API_KEY,
-        "MEMORY_ENABLED": "true",
-    }
-    runner = Cli(tmp_path, env)
-    try:
+    async with cli_runner(tmp_path, server, redis_server, MEMORY_ENABLED="true") as runner:
         yield runner
-    finally:
-        for proc in runner.started:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
 
 
 def answer(text: str) -> SseStream:
