@@ -203,8 +203,8 @@ class MemoryKeys:
         _check_name("guild", self.guild)
 
     def _key(self, part: str) -> str:
-        """One key of this memory."""
-        return f"{{g:{self.guild}}}:memory:{part}"
+        """One key of this memory, under the server's own tag."""
+        return f"{ServerKey(self.guild).tag}:memory:{part}"
 
     @property
     def facts(self) -> str:
